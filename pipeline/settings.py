@@ -1,0 +1,133 @@
+"""One settings tree for every riskstream process, read from `RISKSTREAM_*` environment variables.
+
+Nested groups use `__` (e.g. `RISKSTREAM_KAFKA__BOOTSTRAP=host:9092`). `get_settings()` is cached; tests
+call `get_settings.cache_clear()` after changing the environment. Nothing here reads the environment at import.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+Environment = Literal["development", "test", "production"]
+Decision = Literal["approve", "review", "decline", "challenge"]
+
+
+class KafkaSettings(BaseModel):
+    bootstrap: str = "127.0.0.1:9092"
+    partitions: int = Field(8, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    transactions_topic: str = "transactions"
+    verdicts_topic: str = "verdicts"
+    labels_topic: str = "labels"
+    dlq_topic: str = "transactions.dlq"
+    #: Repartition topic: transactions re-keyed by entity ("device:<id>", "ip:<id>", "merchant:<id>").
+    entity_topic: str = "riskstream.by-entity"
+    #: Partial feature vectors keyed by transaction_id, joined before scoring.
+    partials_topic: str = "riskstream.partials"
+    #: Prefix of per-gateway-instance reply topics (request-reply).
+    reply_topic_prefix: str = "riskstream.replies."
+
+
+class LocalKafkaSettings(BaseModel):
+    """The single-node KRaft broker that `riskstream kafka start` runs on this machine."""
+
+    version: str = "3.9.1"
+    home: Path = PROJECT_ROOT / "var" / "kafka"
+    cache_dir: Path = PROJECT_ROOT / ".cache" / "kafka"
+    port: int = 9092
+    controller_port: int = 9093
+    heap: str = "512m"
+    start_timeout_seconds: float = 60.0
+
+
+class WorkerSettings(BaseModel):
+    app_id: str = "riskstream"
+    data_dir: Path = PROJECT_ROOT / "var" / "worker"
+    web_port: int = 6066
+    #: Records taken per micro-batch and the longest wait to fill one.
+    batch_size: int = Field(500, ge=1)
+    batch_window_seconds: float = Field(0.005, gt=0)
+    #: Emit the full feature vector with every verdict (debugging, backtests).
+    emit_features: bool = False
+    #: Transactions older than this at their entity stage are "late" (see README, late events).
+    allowed_lateness_seconds: float = Field(0.0, ge=0)
+    #: How long a transaction id is remembered for dedup (seconds of event time).
+    dedup_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
+
+
+class ModelSettings(BaseModel):
+    dir: Path = PROJECT_ROOT / "models"
+    reload_interval_seconds: float = Field(2.0, gt=0)
+
+
+class RulesSettings(BaseModel):
+    dir: Path = PROJECT_ROOT / "rules"
+
+
+class GatewaySettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    deadline_ms: int = Field(300, ge=1)
+    fallback_decision: Decision = "review"
+    fail_closed: bool = False
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    #: Comma-separated API keys. Stored only as SHA-256 hashes once read.
+    api_keys: SecretStr = SecretStr("")
+
+
+class DatabaseSettings(BaseModel):
+    #: SQLAlchemy URL. Empty means the embedded SQLite file under var/.
+    url: SecretStr = SecretStr("")
+    sqlite_path: Path = PROJECT_ROOT / "var" / "riskstream.db"
+
+    def resolved_url(self) -> str:
+        raw = self.url.get_secret_value()
+        if raw:
+            if raw.startswith("postgresql://"):
+                return "postgresql+psycopg://" + raw.removeprefix("postgresql://")
+            return raw
+        return f"sqlite:///{self.sqlite_path}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RISKSTREAM_", env_nested_delimiter="__", env_file=None, extra="ignore"
+    )
+
+    environment: Environment = "development"
+    log_level: str = "INFO"
+    kafka: KafkaSettings = KafkaSettings()
+    local_kafka: LocalKafkaSettings = LocalKafkaSettings()
+    worker: WorkerSettings = WorkerSettings()
+    model: ModelSettings = ModelSettings()
+    rules: RulesSettings = RulesSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    database: DatabaseSettings = DatabaseSettings()
+    #: Plain `DATABASE_URL` is honoured too (twelve-factor convention), below RISKSTREAM_DATABASE__URL.
+    database_url_fallback: SecretStr = Field(SecretStr(""), validation_alias="DATABASE_URL")
+
+    @model_validator(mode="after")
+    def _apply_database_url(self) -> Settings:
+        if not self.database.url.get_secret_value() and self.database_url_fallback.get_secret_value():
+            self.database.url = self.database_url_fallback
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.environment == "production":
+            keys = self.gateway.api_keys.get_secret_value()
+            if not keys or "changeme" in keys:
+                raise ValueError("RISKSTREAM_GATEWAY__API_KEYS must be set to real keys in production")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
