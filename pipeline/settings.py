@@ -31,6 +31,8 @@ class KafkaSettings(BaseModel):
     entity_topic: str = "riskstream.by-entity"
     #: Partial feature vectors keyed by transaction_id, joined before scoring.
     partials_topic: str = "riskstream.partials"
+    #: Full feature vectors keyed by transaction_id: what the scoring step receives, kept for backtests.
+    features_topic: str = "riskstream.features"
     #: Prefix of per-gateway-instance reply topics (request-reply).
     reply_topic_prefix: str = "riskstream.replies."
 
@@ -78,8 +80,20 @@ class GatewaySettings(BaseModel):
     fallback_decision: Decision = "review"
     fail_closed: bool = False
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    #: Requests waiting for a verdict beyond this get a fast 429 instead of queueing without bound.
+    max_in_flight: int = Field(4096, ge=1)
+    #: Names this instance's reply topic; stable across restarts of the same replica. Default: hostname-port.
+    instance_id: str = ""
     #: Comma-separated API keys. Stored only as SHA-256 hashes once read.
     api_keys: SecretStr = SecretStr("")
+
+
+    def resolved_instance_id(self) -> str:
+        import re
+        import socket
+
+        raw = self.instance_id or f"{socket.gethostname()}-{self.port}"
+        return re.sub(r"[^A-Za-z0-9._-]", "-", raw)
 
 
 class DatabaseSettings(BaseModel):

@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures.kafka",
     "tests.fixtures.postgres",
     "tests.fixtures.factories",
+    "tests.fixtures.processes",
 ]
 
 

@@ -1,0 +1,132 @@
+"""Kafka request-reply for the gateway: one producer and one reply consumer per process.
+
+Each gateway instance reads only its own reply topic (`<prefix><instance_id>`, one partition), so N
+replicas never each read every verdict; workers send a verdict's copy to the topic named in the request's
+`reply-to` header. A pending request is a future keyed by correlation id; a reply for an unknown id (a
+request that already timed out) is dropped — the verdict itself is still on `verdicts` and in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
+
+from pipeline.wire import CORRELATION_HEADER, REPLY_TO_HEADER
+
+log = logging.getLogger("riskstream.gateway")
+
+
+class BridgeUnavailable(RuntimeError):
+    """Kafka cannot take the request now; the API answers 503."""
+
+
+class KafkaBridge:
+    def __init__(self, *, bootstrap: str, transactions_topic: str, reply_topic: str) -> None:
+        self.bootstrap = bootstrap
+        self.transactions_topic = transactions_topic
+        self.reply_topic = reply_topic
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._ready = False
+        self._last_ok = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and self._reader is not None and not self._reader.done()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    async def start(self) -> None:
+        from pipeline.kafka.admin import ensure_reply_topic
+
+        await asyncio.to_thread(ensure_reply_topic, self.bootstrap, self.reply_topic)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, linger_ms=0, acks="all", enable_idempotence=True,
+            request_timeout_ms=5000,
+        )
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+            fetch_max_wait_ms=5, auto_offset_reset="latest",
+        )
+        await self._consumer.start()
+        tp = TopicPartition(self.reply_topic, 0)
+        self._consumer.assign([tp])
+        await self._consumer.seek_to_end(tp)
+        self._reader = asyncio.create_task(self._read_replies(), name="reply-reader")
+        self._ready = True
+
+    async def stop(self) -> None:
+        self._ready = False
+        if self._reader:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        for fut in self._pending.values():
+            fut.cancel()
+        if self._consumer:
+            await self._consumer.stop()
+        if self._producer:
+            await self._producer.stop()
+
+    async def check_kafka(self, timeout_s: float = 1.0) -> bool:
+        """Ask the cluster for metadata: the cheapest proof that a broker answers."""
+        if not self.ready or self._producer is None:
+            return False
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout_s)
+        except (KafkaError, TimeoutError, OSError):
+            return False
+        return True
+
+    async def _read_replies(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=1000)
+            for messages in batches.values():
+                for message in messages:
+                    cid = dict(message.headers or ()).get(CORRELATION_HEADER)
+                    fut = self._pending.pop(cid.decode(), None) if cid else None
+                    if fut is not None and not fut.done():
+                        fut.set_result(orjson.loads(message.value))
+
+    async def request(self, *, key: bytes, value: bytes, deadline_s: float) -> dict[str, Any] | None:
+        """Produce a transaction and wait for its verdict; None when the deadline passes first."""
+        if not self.ready or self._producer is None:
+            raise BridgeUnavailable("Kafka is not reachable")
+        cid = uuid.uuid4().hex
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[cid] = fut
+        started = time.monotonic()
+        try:
+            try:
+                delivery = await asyncio.wait_for(
+                    self._producer.send(
+                        self.transactions_topic, value, key=key,
+                        headers=[(CORRELATION_HEADER, cid.encode()), (REPLY_TO_HEADER, self.reply_topic.encode())],
+                    ),
+                    timeout=deadline_s,
+                )
+                await asyncio.wait_for(delivery, timeout=max(deadline_s - (time.monotonic() - started), 0.001))
+            except (KafkaError, TimeoutError) as e:
+                raise BridgeUnavailable(f"could not produce the transaction: {type(e).__name__}") from e
+            remaining = deadline_s - (time.monotonic() - started)
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), timeout=max(remaining, 0.0))
+            except TimeoutError:
+                return None
+        finally:
+            self._pending.pop(cid, None)

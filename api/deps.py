@@ -1,0 +1,40 @@
+"""Dependencies shared by the routes: the running gateway state and the API key check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.auth import ApiKeys
+from api.bridge import KafkaBridge
+from api.errors import Unauthorized
+from pipeline.settings import Settings
+
+
+@dataclass
+class GatewayState:
+    settings: Settings
+    bridge: KafkaBridge
+    api_keys: ApiKeys
+
+
+def get_state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+State = Annotated[GatewayState, Depends(get_state)]
+
+
+def require_api_key(request: Request, state: State) -> None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    if not state.api_keys.check(token.strip()):
+        raise Unauthorized("invalid API key")
+
+
+Authorized = Depends(require_api_key)

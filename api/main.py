@@ -1,0 +1,52 @@
+"""The gateway application: `create_app()` opens one producer and one reply consumer for the process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.auth import ApiKeys
+from api.bridge import KafkaBridge
+from api.deps import GatewayState
+from api.errors import install_error_handlers
+from api.routes import health, score
+from pipeline.settings import Settings, get_settings
+
+log = logging.getLogger("riskstream.gateway")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    keys = ApiKeys(settings.gateway.api_keys)
+    if not keys:
+        raise RuntimeError("no API keys configured: set RISKSTREAM_GATEWAY__API_KEYS (comma-separated)")
+    reply_topic = settings.kafka.reply_topic_prefix + settings.gateway.resolved_instance_id()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        bridge = KafkaBridge(
+            bootstrap=settings.kafka.bootstrap,
+            transactions_topic=settings.kafka.transactions_topic,
+            reply_topic=reply_topic,
+        )
+        await bridge.start()
+        app.state.gateway = GatewayState(settings=settings, bridge=bridge, api_keys=keys)
+        log.info("gateway ready, replies on %s", reply_topic)
+        try:
+            yield
+        finally:
+            await bridge.stop()
+
+    app = FastAPI(
+        title="riskstream gateway",
+        version="1",
+        summary="Synchronous fraud scoring over Kafka request-reply.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(score.router)
+    return app

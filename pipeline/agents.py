@@ -1,0 +1,229 @@
+"""Faust agents: they move records between Kafka and the pure stage functions in `pipeline.stages`.
+
+Topology (see README, "How features stay exact"):
+  transactions (key card_id) -> card_stage -> by-entity topic (key "device:<id>" ...) -> entity_stage
+  card_stage and entity_stage -> partials topic (key transaction_id) -> join_stage -> features / verdicts
+Every stage handles a micro-batch at a time, awaits its outputs once per batch, then writes each touched
+key's state once (local store + changelog, on the partition of the source record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TP
+
+from pipeline import stages, wire
+from pipeline.features import FEATURE_NAMES
+from pipeline.merge import EventTimeMerger
+from pipeline.settings import Settings
+
+log = logging.getLogger("riskstream.worker")
+
+HEARTBEAT_SECONDS = 0.5
+
+
+def _record(event: Any) -> wire.RawRecord:
+    message = event.message
+    headers = tuple((k, bytes(v)) for k, v in (message.headers or ()))
+    return wire.RawRecord(
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=headers,
+        timestamp_ms=int((message.timestamp or 0) * 1000),
+    )
+
+
+@dataclass
+class WorkerStats:
+    """Counters the metrics endpoint and tests read."""
+
+    transactions: int = 0
+    dead_letters: int = 0
+    duplicates: int = 0
+    late_or_redelivered: int = 0
+    joined: int = 0
+    expired_joins: int = 0
+    batches: dict[str, int] = field(default_factory=lambda: {"card": 0, "entity": 0, "join": 0})
+
+
+@dataclass
+class Topology:
+    app: faust.App
+    stats: WorkerStats
+
+
+def build_topology(app: faust.App, settings: Settings) -> Topology:  # noqa: C901 - one wiring function
+    kafka = settings.kafka
+    worker = settings.worker
+    partitions = kafka.partitions
+    batch, within = worker.batch_size, worker.batch_window_seconds
+    stats = WorkerStats()
+
+    tx_topic = app.topic(kafka.transactions_topic, partitions=partitions)
+    entity_topic = app.topic(kafka.entity_topic, partitions=partitions, internal=True)
+    partials_topic = app.topic(kafka.partials_topic, partitions=partitions, internal=True)
+    card_table = app.Table("card-state", partitions=partitions)
+    entity_table = app.Table("entity-state", partitions=partitions)
+    producer = app.producer
+
+    async def send_all(sends: Sequence[tuple[str, bytes | None, bytes, int | None, Any]]) -> None:
+        futures = [await producer.send(t, k, v, p, None, h) for t, k, v, p, h in sends]
+        if futures:
+            await asyncio.gather(*futures)
+
+    def write_state(table: Any, writes: Sequence[tuple[int, bytes, bytes]]) -> None:
+        for partition, key, value in writes:
+            table.data[key] = value
+            table.send_changelog(partition, key, value)
+
+    # --- card stage ---------------------------------------------------------------------------------
+    forwarded_ms: dict[int, int] = {}
+    processed_offset: dict[int, int] = {}
+
+    async def caught_up(partition: int) -> bool:
+        tp = TP(kafka.transactions_topic, partition)
+        highwater = app.consumer.highwater(tp)
+        if highwater is None:
+            return False
+        done = processed_offset.get(partition)
+        if done is not None:
+            return bool(done + 1 >= highwater)
+        committed = app.consumer._committed_offset.get(tp)  # set when the partition was assigned
+        return bool((committed or 0) >= highwater)
+
+    async def send_markers(source_partitions: Sequence[int]) -> None:
+        sends = []
+        for p in source_partitions:
+            value = wire.entity_marker_record(
+                source=p, forwarded_ms=forwarded_ms.get(p, -(2**62)), caught_up=await caught_up(p)
+            )
+            sends.extend((kafka.entity_topic, None, value, q, None) for q in range(partitions))
+        await send_all(sends)
+
+    @app.agent(tx_topic, name="card_stage")
+    async def card_stage(stream: faust.StreamT[Any]) -> None:
+        async for events in stream.take_events(batch, within=within):
+            records = [_record(e) for e in events]
+            result = stages.process_card_batch(records, card_table.data.get)
+            sends: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
+            for dl in result.dead_letters:
+                headers = [
+                    (wire.REASON_HEADER, dl.reason.encode()),
+                    ("source-topic", kafka.transactions_topic.encode()),
+                    ("source-partition", str(dl.partition).encode()),
+                    ("source-offset", str(dl.offset).encode()),
+                ]
+                log.warning(
+                    "dead letter topic=%s partition=%d offset=%d reason=%s",
+                    kafka.transactions_topic, dl.partition, dl.offset, dl.reason,
+                )
+                sends.append((kafka.dlq_topic, dl.key, dl.value or b"", None, headers))
+            sends.extend((kafka.entity_topic, k, v, None, None) for k, v in result.entity_records)
+            sends.extend((kafka.partials_topic, k, v, None, None) for k, v in result.partials)
+            await send_all(sends)
+            write_state(card_table, result.state_writes)
+            for r in records:
+                if r.offset > processed_offset.get(r.partition, -1):
+                    processed_offset[r.partition] = r.offset
+            for p, ms in result.forwarded_ms.items():
+                forwarded_ms[p] = max(ms, forwarded_ms.get(p, ms))
+            await send_markers(sorted({r.partition for r in records}))
+            stats.transactions += len(records)
+            stats.dead_letters += len(result.dead_letters)
+            stats.duplicates += result.duplicates
+            stats.batches["card"] += 1
+
+    @app.timer(HEARTBEAT_SECONDS)
+    async def card_heartbeat() -> None:
+        """Tell entity partitions how far each source is, so an idle source never holds the merge."""
+        assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == kafka.transactions_topic]
+        if assigned:
+            await send_markers(sorted(assigned))
+
+    @app.on_partitions_revoked.connect
+    async def forget_sources(app_: faust.App, revoked: set[TP], **_: Any) -> None:
+        for tp in revoked:
+            if tp.topic == kafka.transactions_topic:
+                forwarded_ms.pop(tp.partition, None)
+                processed_offset.pop(tp.partition, None)
+            elif tp.topic == kafka.entity_topic:
+                mergers.pop(tp.partition, None)
+
+    # --- entity stage -------------------------------------------------------------------------------
+    lateness_ms = int(worker.allowed_lateness_seconds * 1000)
+    mergers: dict[int, EventTimeMerger[tuple[stages.EntityItem, Any]]] = {}
+
+    @app.agent(entity_topic, name="entity_stage")
+    async def entity_stage(stream: faust.StreamT[Any]) -> None:
+        async for events in stream.noack_take(batch, within=within):
+            to_ack: list[Any] = []
+            touched: set[int] = set()
+            for event in events:
+                message = event.message
+                envelope, raw = wire.decode_entity_record(message.value)
+                merger = mergers.get(message.partition)
+                if merger is None:
+                    merger = mergers[message.partition] = EventTimeMerger(partitions, lateness_ms)
+                touched.add(message.partition)
+                if envelope["k"] == "m":
+                    merger.mark(envelope["s"], envelope["f"], envelope["c"])
+                    to_ack.append(event)
+                    continue
+                item = stages.EntityItem(message.partition, message.key, envelope["t"], envelope["id"], raw)
+                merger.add(envelope["s"], (envelope["t"], envelope["id"]), (item, event))
+            released = [pair for p in sorted(touched) for pair in mergers[p].release()]
+            if released:
+                result = stages.process_entity_items((item for item, _ in released), entity_table.data.get)
+                await send_all([(kafka.partials_topic, k, v, None, None) for k, v in result.partials])
+                write_state(entity_table, result.state_writes)
+                stats.late_or_redelivered += result.late_or_redelivered
+                to_ack.extend(event for _, event in released)
+            for event in to_ack:
+                await stream.ack(event)
+            stats.batches["entity"] += 1
+
+    # --- join stage ---------------------------------------------------------------------------------
+    joiner = stages.Joiner()
+
+    @app.agent(partials_topic, name="join_stage")
+    async def join_stage(stream: faust.StreamT[Any]) -> None:
+        async for events in stream.noack_take(batch, within=within):
+            now_ms = int(time.time() * 1000)
+            to_ack: list[Any] = []
+            completed: list[stages.Joined] = []
+            for event in events:
+                done, ackable = joiner.add(wire.decode_partial(event.message.value), event, now_ms)
+                completed.extend(done)
+                to_ack.extend(ackable)
+            for tx_id, tokens in joiner.expire(now_ms):
+                log.error("join expired transaction_id=%s: a partial never arrived", tx_id)
+                stats.expired_joins += 1
+                to_ack.extend(tokens)
+            if completed:
+                sends: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
+                for joined in completed:
+                    record = {
+                        "transaction_id": joined.tx_id,
+                        "event_time_ms": joined.card["t"],
+                        "features": dict(zip(FEATURE_NAMES, joined.vector, strict=True)),
+                    }
+                    value = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
+                    sends.append((kafka.features_topic, joined.tx_id.encode(), value, None, None))
+                    to_ack.extend(joined.tokens)
+                await send_all(sends)
+                stats.joined += len(completed)
+            for event in to_ack:
+                await stream.ack(event)
+            stats.batches["join"] += 1
+
+    return Topology(app=app, stats=stats)

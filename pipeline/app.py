@@ -1,0 +1,41 @@
+"""The Faust application: `create_app(settings)` builds it; the worker command runs it.
+
+State is kept in Faust tables backed by compacted changelog topics. The memory store rebuilds a worker's
+tables from their changelogs when it is assigned partitions (after a restart or a rebalance).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from pipeline.settings import Settings
+
+
+def create_app(settings: Settings, **overrides: Any) -> faust.App:
+    worker = settings.worker
+    kafka = settings.kafka
+    options: dict[str, Any] = {
+        "broker": f"kafka://{kafka.bootstrap}",
+        "store": "memory://",
+        "datadir": str(worker.data_dir),
+        "topic_partitions": kafka.partitions,
+        "topic_replication_factor": kafka.replication_factor,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "web_enabled": worker.web_port > 0,
+        "web_port": max(worker.web_port, 1),
+        "web_bind": "127.0.0.1",
+        # Latency: the synchronous path pays every hop, so do not wait to fill producer batches, and let
+        # consumers return as soon as there is data.
+        "producer_linger": 0.0,
+        "consumer_max_fetch_size": 4 * 1024 * 1024,
+        "broker_commit_interval": 1.0,
+        "stream_buffer_maxsize": 8192,
+        "table_standby_replicas": 0,
+        "topic_disable_leader": True,
+        "logging_config": None,
+    }
+    options.update(overrides)
+    return faust.App(worker.app_id, **options)

@@ -1,0 +1,32 @@
+"""`riskstream worker`: run one stream worker (join the consumer group; scale out by starting more)."""
+
+from __future__ import annotations
+
+import typer
+
+from pipeline.settings import get_settings
+
+
+def run_worker(*, web_port: int | None = None) -> None:
+    from faust.worker import Worker
+
+    from pipeline.agents import build_topology
+    from pipeline.app import create_app
+
+    settings = get_settings()
+    if web_port is not None:
+        settings.worker.web_port = web_port
+    app = create_app(settings)
+    build_topology(app, settings)
+    Worker(app, loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def worker(
+        web_port: int | None = typer.Option(
+            None, help="Port of the worker's web/metrics server (0 disables it); default from settings."
+        ),
+    ) -> None:
+        """Run a stream worker: features, scoring and verdicts for the partitions it is assigned."""
+        run_worker(web_port=web_port)

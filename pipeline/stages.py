@@ -1,0 +1,256 @@
+"""The three stream stages as plain batch functions: card stage, entity stage, join.
+
+The Faust agents in `pipeline.agents` only move records in and out; everything that decides what a record
+becomes lives here and is tested without Kafka. Each stage reads every key's state once per batch and
+returns each key's new state once, so the agent writes state at most once per key per batch.
+
+Crash safety without Kafka transactions: a stage sends its outputs and waits for their delivery *before*
+it writes state, and each state value carries the stage's own bookkeeping (the last applied source offset
+for cards, the newest applied event time for entities). After a crash, records re-read from the last
+committed offset are either not yet in the state (recomputed from the same state: the same outputs again,
+which downstream de-duplicates) or already in it (recognised and not counted twice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline import features as F
+from pipeline import wire
+from pipeline.records import RecordError, parse_transaction
+from pipeline.wire import RawRecord
+
+StateLoader = Callable[[bytes], bytes | None]
+
+#: Headers copied from the incoming transaction to its partial and then its verdict.
+_PASSED_HEADERS = (wire.CORRELATION_HEADER, wire.REPLY_TO_HEADER)
+
+
+def stable_hash64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+@dataclass
+class DeadLetter:
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class CardBatchResult:
+    entity_records: list[tuple[bytes, bytes]] = field(default_factory=list)
+    partials: list[tuple[bytes, bytes]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: (source partition, table key, table value): one per card touched.
+    state_writes: list[tuple[int, bytes, bytes]] = field(default_factory=list)
+    #: Newest event time forwarded to the entity topic, per source partition.
+    forwarded_ms: dict[int, int] = field(default_factory=dict)
+    duplicates: int = 0
+    skipped_redeliveries: int = 0
+
+
+def _passed_headers(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
+    return {k: v.decode("utf-8", "replace") for k, v in headers if k in _PASSED_HEADERS}
+
+
+def process_card_batch(
+    records: Iterable[RawRecord], load_state: StateLoader, now_ms: int | None = None
+) -> CardBatchResult:
+    """Validate, de-duplicate and compute transaction + card features; fan out to entity stages."""
+    out = CardBatchResult()
+    ingest_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    cache: dict[bytes, tuple[int, F.CardState, int]] = {}  # key -> (last_offset, state, partition)
+    for record in records:
+        if record.value is None:
+            out.dead_letters.append(DeadLetter(record.key, None, "empty record (tombstone)", record.partition, record.offset))
+            continue
+        try:
+            tx = parse_transaction(record.value)
+        except RecordError as e:
+            out.dead_letters.append(DeadLetter(record.key, record.value, e.reason, record.partition, record.offset))
+            continue
+        card_key = tx.card_id.encode()
+        if record.key != card_key:
+            reason = "record key must be the card_id (transactions are partitioned by card)"
+            out.dead_letters.append(DeadLetter(record.key, record.value, reason, record.partition, record.offset))
+            continue
+        cached = cache.get(card_key)
+        if cached is None:
+            last_offset, state_bytes = wire.split_card_value(load_state(card_key))
+            cached = (last_offset, F.CardState.from_bytes(state_bytes), record.partition)
+        last_offset, state, _ = cached
+        if record.offset <= last_offset:
+            out.skipped_redeliveries += 1
+            continue
+        card_part = F.card_step(state, tx)
+        cache[card_key] = (record.offset, state, record.partition)
+        event_ms = tx.event_time_ms
+        if card_part is None:
+            out.duplicates += 1
+            out.partials.append((tx.transaction_id.encode(), wire.encode_partial({"id": tx.transaction_id, "p": "dup"})))
+            continue
+        parts: list[str] = []
+        for kind, entity_id in F.entity_keys(tx):
+            parts.append(kind)
+            envelope = wire.entity_tx_record(
+                source=record.partition, offset=record.offset, event_time_ms=event_ms,
+                tx_id=tx.transaction_id, raw=record.value,
+            )
+            out.entity_records.append((f"{kind}:{entity_id}".encode(), envelope))
+        if event_ms > out.forwarded_ms.get(record.partition, -(2**62)):
+            out.forwarded_ms[record.partition] = event_ms
+        out.partials.append(
+            (
+                tx.transaction_id.encode(),
+                wire.encode_partial(
+                    {
+                        "id": tx.transaction_id,
+                        "p": "card",
+                        "parts": parts,
+                        "t": event_ms,
+                        "in": ingest_ms,
+                        "tx": list(F.transaction_features(tx)),
+                        "card": list(card_part),
+                        "h": _passed_headers(record.headers),
+                        "card_id": tx.card_id,
+                        "merchant_id": tx.merchant_id,
+                        "amount": tx.amount,
+                        "currency": tx.currency,
+                    }
+                ),
+            )
+        )
+    for card_key, (last_offset, state, partition) in cache.items():
+        out.state_writes.append((partition, card_key, wire.join_card_value(last_offset, state.to_bytes())))
+    return out
+
+
+@dataclass(slots=True)
+class EntityItem:
+    """A transaction released by the merge for one entity partition."""
+
+    partition: int
+    key: bytes
+    event_time_ms: int
+    tx_id: str
+    raw: bytes
+
+
+@dataclass
+class EntityBatchResult:
+    partials: list[tuple[bytes, bytes]] = field(default_factory=list)
+    state_writes: list[tuple[int, bytes, bytes]] = field(default_factory=list)
+    late_or_redelivered: int = 0
+
+
+def process_entity_items(items: Iterable[EntityItem], load_state: StateLoader) -> EntityBatchResult:
+    """Apply released transactions to device/IP/merchant state in the order given (event-time order)."""
+    out = EntityBatchResult()
+    cache: dict[bytes, tuple[int, tuple[int, ...], F.EntityState, int]] = {}
+    for item in items:
+        kind_bytes, _, _ = item.key.partition(b":")
+        kind = kind_bytes.decode()
+        if kind not in ("device", "ip", "merchant"):
+            continue
+        cached = cache.get(item.key)
+        if cached is None:
+            last_ms, hashes, state_bytes = wire.split_entity_value(load_state(item.key))
+            cached = (last_ms, hashes, F.EntityState.from_bytes(kind, state_bytes), item.partition)
+        last_ms, hashes, state, _ = cached
+        tx = parse_transaction(item.raw)
+        h = stable_hash64(item.tx_id)
+        already = item.event_time_ms < last_ms or (item.event_time_ms == last_ms and h in hashes)
+        if already:
+            # Redelivered after a crash, or later than the merge allows: features from the state as it
+            # is, never counted again. Downstream keeps the first partial it received.
+            out.late_or_redelivered += 1
+            values = F.entity_features(kind, state, tx)  # type: ignore[arg-type]
+        else:
+            values = F.entity_step(kind, state, tx)  # type: ignore[arg-type]
+            if item.event_time_ms == last_ms:
+                hashes = (*hashes, h)
+            else:
+                last_ms, hashes = item.event_time_ms, (h,)
+        cache[item.key] = (last_ms, hashes, state, item.partition)
+        out.partials.append(
+            (item.tx_id.encode(), wire.encode_partial({"id": item.tx_id, "p": kind, "v": list(values)}))
+        )
+    for key, (last_ms, hashes, state, partition) in cache.items():
+        out.state_writes.append((partition, key, wire.join_entity_value(last_ms, hashes, state.to_bytes())))
+    return out
+
+
+@dataclass
+class Joined:
+    """All partial vectors of one transaction, ready to score."""
+
+    tx_id: str
+    card: dict[str, Any]
+    vector: list[float]
+    tokens: list[Any]
+
+
+@dataclass
+class _Pending:
+    first_seen_ms: int
+    tokens: list[Any]
+    card: dict[str, Any] | None = None
+    parts: dict[str, list[float]] = field(default_factory=dict)
+
+
+class Joiner:
+    """Collects the card partial and the entity partials of each transaction (keyed by transaction_id).
+
+    Tokens (the Kafka events, in the agent) travel with the pending entry so that they are acked only
+    when the joined vector has been emitted; a crash before that re-reads them. Duplicate partials (from a
+    stage that re-sent after a crash) are ignored: the first one wins, as it was computed before the state
+    changed. Entries that never complete are expired after `timeout_ms` and reported.
+    """
+
+    def __init__(self, timeout_ms: int = 60_000, remember: int = 100_000) -> None:
+        self._pending: dict[str, _Pending] = {}
+        self._done: dict[str, None] = {}
+        self._timeout_ms = timeout_ms
+        self._remember = remember
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, partial: dict[str, Any], token: Any, now_ms: int) -> tuple[list[Joined], list[Any]]:
+        """Add one partial; returns completed joins and tokens that can be acked right away."""
+        tx_id = partial["id"]
+        part = partial["p"]
+        if part == "dup" or tx_id in self._done:
+            return [], [token]
+        entry = self._pending.get(tx_id)
+        if entry is None:
+            entry = self._pending[tx_id] = _Pending(first_seen_ms=now_ms, tokens=[])
+        entry.tokens.append(token)
+        if part == "card":
+            if entry.card is None:
+                entry.card = partial
+        elif part not in entry.parts:
+            entry.parts[part] = partial["v"]
+        card = entry.card
+        if card is None or any(p not in entry.parts for p in card["parts"]):
+            return [], []
+        del self._pending[tx_id]
+        self._done[tx_id] = None
+        if len(self._done) > self._remember:
+            self._done.pop(next(iter(self._done)))
+        vector = F.assemble_vector(
+            card["tx"], card["card"], entry.parts.get("device"), entry.parts.get("ip"), entry.parts.get("merchant")
+        )
+        return [Joined(tx_id, card, vector, entry.tokens)], []
+
+    def expire(self, now_ms: int) -> list[tuple[str, list[Any]]]:
+        """Drop entries older than the timeout; returns (transaction_id, tokens) of what was dropped."""
+        expired = [tx for tx, e in self._pending.items() if now_ms - e.first_seen_ms > self._timeout_ms]
+        return [(tx, self._pending.pop(tx).tokens) for tx in expired]

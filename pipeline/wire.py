@@ -1,0 +1,101 @@
+"""Internal record formats on the repartition and partials topics (not a public contract).
+
+Compact JSON (orjson) with one-letter keys: these records are written several times per transaction, so
+their size is throughput. Each record says which stage wrote it and from which source position, so a stage
+that re-reads after a crash can recognise what it already applied.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+EntityKind = Literal["device", "ip", "merchant"]
+PartName = Literal["card", "device", "ip", "merchant"]
+
+#: Header names carried from the request to the verdict (request-reply).
+CORRELATION_HEADER = "correlation-id"
+REPLY_TO_HEADER = "reply-to"
+REASON_HEADER = "riskstream-error"
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """What a stage needs of a consumed Kafka record."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int = 0
+
+
+# --- entity topic ---------------------------------------------------------------------------------------
+
+
+def entity_tx_record(*, source: int, offset: int, event_time_ms: int, tx_id: str, raw: bytes) -> bytes:
+    return orjson.dumps({"k": "t", "s": source, "o": offset, "t": event_time_ms, "id": tx_id}) + b"\n" + raw
+
+
+def entity_marker_record(*, source: int, forwarded_ms: int, caught_up: bool) -> bytes:
+    return orjson.dumps({"k": "m", "s": source, "f": forwarded_ms, "c": caught_up})
+
+
+def decode_entity_record(value: bytes) -> tuple[dict[str, Any], bytes]:
+    """Split an entity-topic record into its envelope and, for transactions, the original JSON bytes."""
+    head, sep, raw = value.partition(b"\n")
+    return orjson.loads(head), raw
+
+
+# --- partials topic -------------------------------------------------------------------------------------
+
+
+def encode_partial(payload: dict[str, Any]) -> bytes:
+    return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def decode_partial(value: bytes) -> dict[str, Any]:
+    result: dict[str, Any] = orjson.loads(value)
+    return result
+
+
+# --- table values: the stage's own bookkeeping in front of the feature state -----------------------------
+
+_CARD_HEADER = struct.Struct("<q")
+_ENTITY_HEADER = struct.Struct("<qB")
+
+
+def split_card_value(value: bytes | None) -> tuple[int, bytes | None]:
+    """Card table value = last applied source offset + serialized CardState (one atomic record)."""
+    if not value:
+        return -1, None
+    (offset,) = _CARD_HEADER.unpack_from(value)
+    return offset, value[_CARD_HEADER.size :] or None
+
+
+def join_card_value(last_offset: int, state: bytes) -> bytes:
+    return _CARD_HEADER.pack(last_offset) + state
+
+
+def split_entity_value(value: bytes | None) -> tuple[int, tuple[int, ...], bytes | None]:
+    """Entity table value = newest applied event time, hashes applied at that time, EntityState bytes.
+
+    Entity state is applied in event-time order, so an event at or before the newest applied time was
+    either applied already (a redelivery after a crash) or is late; either way it must not count again.
+    """
+    if not value:
+        return -(2**62), (), None
+    last_ms, n = _ENTITY_HEADER.unpack_from(value)
+    start = _ENTITY_HEADER.size
+    hashes = struct.unpack_from(f"<{n}Q", value, start)
+    start += 8 * n
+    return last_ms, hashes, value[start:] or None
+
+
+def join_entity_value(last_ms: int, hashes: tuple[int, ...], state: bytes) -> bytes:
+    hashes = hashes[-8:]
+    return _ENTITY_HEADER.pack(last_ms, len(hashes)) + struct.pack(f"<{len(hashes)}Q", *hashes) + state

@@ -1,0 +1,175 @@
+"""`riskstream train`: data → features (the stream's own code) → XGBoost → calibration → thresholds → report.
+
+Split by event time into train / validation / test with a gap of one label delay before validation and
+before test: a transaction near the end of the training period would not have its chargeback yet in
+real life, and training on it would leak the future.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from training.evaluate import ThresholdPolicy, choose_thresholds, fit_calibration, summarize
+from training.report import write_markdown, write_plots
+
+log = logging.getLogger("riskstream.train")
+
+
+@dataclass
+class TrainConfig:
+    models_dir: Path
+    data: Path | None = None
+    transactions: int = 1_000_000
+    days: int = 30
+    seed: int = 42
+    label_delay_days: float = 7.0
+    train_fraction: float = 0.6
+    validation_fraction: float = 0.2
+    threshold_policy: ThresholdPolicy = "fpr"
+    review_fpr: float = 0.01
+    decline_fpr: float = 0.001
+    activate: bool = True
+    params: dict[str, Any] = field(
+        default_factory=lambda: {
+            "objective": "binary:logistic",
+            "eval_metric": "aucpr",
+            "tree_method": "hist",
+            "max_depth": 6,
+            "learning_rate": 0.1,
+            "subsample": 0.8,
+            "colsample_bytree": 0.8,
+            "min_child_weight": 5,
+            "nthread": 2,
+        }
+    )
+    num_boost_round: int = 300
+    early_stopping_rounds: int = 30
+
+
+@dataclass
+class TrainResult:
+    version: str
+    path: Path
+    metrics: dict[str, Any]
+    timings: dict[str, float]
+
+
+def data_fingerprint(df: pd.DataFrame) -> str:
+    """Stable fingerprint of the training events (ids, times, amounts, labels), for the metadata."""
+    h = hashlib.sha256()
+    for column in ("transaction_id", "timestamp", "amount", "is_fraud"):
+        h.update(pd.util.hash_pandas_object(df[column].astype(str), index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def time_split(
+    event_ms: np.ndarray, *, train_fraction: float, validation_fraction: float, gap_ms: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boolean masks for train / validation / test by event time, with `gap_ms` dropped before each cut."""
+    start, end = int(event_ms.min()), int(event_ms.max())
+    cut1 = start + int((end - start) * train_fraction)
+    cut2 = start + int((end - start) * (train_fraction + validation_fraction))
+    train = event_ms < cut1 - gap_ms
+    validation = (event_ms >= cut1) & (event_ms < cut2 - gap_ms)
+    test = event_ms >= cut2
+    if not (train.any() and validation.any() and test.any()):
+        raise ValueError(
+            "not enough history for a time split with this label delay: "
+            f"{(end - start) / 86_400_000:.1f} days of data, gap {gap_ms / 86_400_000:.1f} days"
+        )
+    return train, validation, test
+
+
+def train(config: TrainConfig, progress: Any = None) -> TrainResult:
+    from pipeline.features import FEATURE_CODE_VERSION, FEATURE_NAMES
+    from training.dataset import build_dataset, load_or_generate
+    from training.registry import ModelMetadata, activate, write_model
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    df = load_or_generate(config)
+    timings["generate_or_load"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    dataset = build_dataset(df, label_delay_days=config.label_delay_days)
+    timings["features"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    gap_ms = int(config.label_delay_days * 86_400_000)
+    train_m, valid_m, test_m = time_split(
+        dataset.event_ms, train_fraction=config.train_fraction,
+        validation_fraction=config.validation_fraction, gap_ms=gap_ms,
+    )
+    X, y = dataset.matrix, dataset.labels
+    dtrain = xgb.DMatrix(X[train_m], label=y[train_m], feature_names=list(FEATURE_NAMES), missing=np.nan)
+    dvalid = xgb.DMatrix(X[valid_m], label=y[valid_m], feature_names=list(FEATURE_NAMES), missing=np.nan)
+    params = dict(config.params)
+    params["seed"] = config.seed
+    booster = xgb.train(
+        params, dtrain, num_boost_round=config.num_boost_round, evals=[(dvalid, "validation")],
+        early_stopping_rounds=config.early_stopping_rounds, verbose_eval=False,
+    )
+    booster = booster[: booster.best_iteration + 1]
+    timings["fit"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    raw_valid = booster.inplace_predict(X[valid_m])
+    calibration = fit_calibration(np.asarray(raw_valid, dtype=np.float64), y[valid_m])
+    valid_scores = calibration.apply(raw_valid)
+    thresholds = choose_thresholds(
+        valid_scores, y[valid_m], policy=config.threshold_policy, review_fpr=config.review_fpr,
+        decline_fpr=config.decline_fpr, amounts=dataset.amounts[valid_m],
+    )
+    test_scores = calibration.apply(booster.inplace_predict(X[test_m]))
+    days = (dataset.event_ms[test_m] // 86_400_000).astype(np.int64)
+    metrics = {
+        "validation": summarize(valid_scores, y[valid_m], thresholds),
+        "test": summarize(
+            test_scores, y[test_m], thresholds, card_ids=dataset.card_ids[test_m], days=days,
+            scenarios=dataset.scenarios[test_m] if dataset.scenarios is not None else None,
+        ),
+        "best_iteration": int(booster.best_iteration),
+    }
+    created = datetime.now(UTC)
+    fingerprint = data_fingerprint(df)
+    version = f"{created:%Y%m%d-%H%M%S}-{fingerprint[:6]}"
+    importance = booster.get_score(importance_type="total_gain")
+    timings_report = dict(timings)
+    metadata = ModelMetadata(
+        version=version,
+        created_at=created.isoformat(),
+        feature_code_version=FEATURE_CODE_VERSION,
+        feature_names=list(FEATURE_NAMES),
+        data_fingerprint=fingerprint,
+        params={**params, "num_boost_round": config.num_boost_round, "label_delay_days": config.label_delay_days},
+        thresholds={"review": thresholds.review, "decline": thresholds.decline, "policy": thresholds.policy},
+        calibration=calibration.to_dict(),
+        metrics=metrics,
+        report_files=["report.md", *write_plots(
+            config.models_dir / ".plots-tmp" / version, scores=test_scores, labels=y[test_m],
+            thresholds=thresholds, importance=importance,
+            per_scenario=metrics["test"].get("per_scenario", {}),
+        )],
+    )
+    plots_dir = config.models_dir / ".plots-tmp" / version
+    write_markdown(plots_dir, version=version, metadata={**asdict(metadata), "timings": timings_report})
+    timings["report"] = time.perf_counter() - t0
+    path = write_model(
+        config.models_dir, booster, metadata, extra_files={p.name: p for p in plots_dir.iterdir()}
+    )
+    for p in plots_dir.iterdir():
+        p.unlink()
+    plots_dir.rmdir()
+    if config.activate:
+        activate(config.models_dir, version)
+    return TrainResult(version=version, path=path, metrics=metrics, timings=timings)
