@@ -1,0 +1,130 @@
+"""The offline reference: features of a whole file of transactions, with the stream's own step functions.
+
+Order, as in the stream: each card's transactions in the order given (arrival order, which Kafka keeps
+per key); each device's, IP's and merchant's transactions and label events in event-time order, key
+`(event_time_ms, transaction_id)`, which the stream's event-time merge reproduces. A repeated
+transaction_id on a card is a duplicate: no second row, no second count. The parity tests compare the
+stream against this; training builds its matrix with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.features.definitions import (
+    FEATURE_NAMES,
+    CardState,
+    EntityKind,
+    EntityState,
+    TxLike,
+    apply_label,
+    assemble_vector,
+    card_step,
+    entity_keys,
+    entity_step,
+    transaction_features,
+)
+
+#: Label events sort after transactions at the same millisecond.
+_LABEL_SORT = "\U0010ffff"
+
+
+@dataclass(frozen=True, slots=True)
+class LabelEvent:
+    """A label as the workers see it: for a merchant, visible from `visible_at_ms` on."""
+
+    transaction_id: str
+    merchant_id: str
+    visible_at_ms: int
+    is_fraud: bool
+
+
+class TxRow:
+    """A transaction read from a table (training), with the attributes the step functions use."""
+
+    __slots__ = (
+        "amount", "card_bin", "card_country", "card_id", "channel", "country", "device_id", "event_time_ms", "ip",
+        "lat", "lon", "merchant_category", "merchant_id", "transaction_id",
+    )
+
+    def __init__(self, **values: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, values.get(name))
+
+
+@dataclass
+class FeatureTable:
+    transaction_ids: list[str]
+    matrix: npt.NDArray[np.float64]
+
+    def to_pandas(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.matrix, index=pd.Index(self.transaction_ids, name="transaction_id"),
+                            columns=list(FEATURE_NAMES))
+
+
+def compute_features(transactions: Iterable[TxLike], labels: Iterable[LabelEvent] = ()) -> FeatureTable:
+    cards: dict[str, CardState] = {}
+    rows: dict[str, tuple[tuple[float, ...], tuple[float, ...], dict[str, tuple[float, ...]]]] = {}
+    order: list[str] = []
+    by_entity: dict[tuple[EntityKind, str], list[tuple[int, str, Any]]] = {}
+    for tx in transactions:
+        state = cards.get(tx.card_id)
+        if state is None:
+            state = cards[tx.card_id] = CardState()
+        card_part = card_step(state, tx)
+        if card_part is None:
+            continue
+        rows[tx.transaction_id] = (transaction_features(tx), card_part, {})
+        order.append(tx.transaction_id)
+        for kind, key in entity_keys(tx):
+            by_entity.setdefault((kind, key), []).append((tx.event_time_ms, tx.transaction_id, tx))
+    for label in labels:
+        by_entity.setdefault(("merchant", label.merchant_id), []).append(
+            (label.visible_at_ms, _LABEL_SORT + label.transaction_id, label)
+        )
+    for (kind, _), events in by_entity.items():
+        events.sort(key=lambda e: (e[0], e[1]))
+        entity = EntityState(kind)
+        for _, sort_id, item in events:
+            if sort_id.startswith(_LABEL_SORT):
+                apply_label(entity, visible_at_ms=item.visible_at_ms, is_fraud=item.is_fraud)
+            else:
+                rows[item.transaction_id][2][kind] = entity_step(kind, entity, item)
+    matrix = np.empty((len(order), len(FEATURE_NAMES)), dtype=np.float64)
+    for i, tx_id in enumerate(order):
+        tx_part, card_part, parts = rows[tx_id]
+        matrix[i] = assemble_vector(tx_part, card_part, parts.get("device"), parts.get("ip"), parts.get("merchant"))
+    return FeatureTable(order, matrix)
+
+
+def _clean(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+def rows_from_frame(df: Any) -> Iterator[TxRow]:
+    """TxRows from a pandas DataFrame of transactions (a `timestamp` column of datetimes), in row order."""
+    import pandas as pd
+
+    ts = pd.to_datetime(df["timestamp"], utc=True)
+    event_ms = (ts.astype("int64") // 1_000_000).to_numpy()
+    if str(ts.dtype).endswith("[us, UTC]"):
+        event_ms = ts.astype("int64").to_numpy() // 1000
+    elif str(ts.dtype).endswith("[s, UTC]"):
+        event_ms = ts.astype("int64").to_numpy() * 1000
+    columns = {name: df[name].tolist() if name in df else None for name in TxRow.__slots__ if name != "event_time_ms"}
+    n = len(df)
+    for i in range(n):
+        values = {k: (_clean(v[i]) if v is not None else None) for k, v in columns.items()}
+        values["event_time_ms"] = int(event_ms[i])
+        values["amount"] = float(values["amount"])
+        yield TxRow(**values)

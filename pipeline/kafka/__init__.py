@@ -1,0 +1,1 @@
+"""Local Apache Kafka (KRaft, no Docker) and topic administration."""
