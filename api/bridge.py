@@ -54,13 +54,19 @@ class KafkaBridge:
 
         await asyncio.to_thread(ensure_reply_topic, self.bootstrap, self.reply_topic)
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, linger_ms=0, acks="all", enable_idempotence=True,
+            bootstrap_servers=self.bootstrap,
+            linger_ms=0,
+            acks="all",
+            enable_idempotence=True,
             request_timeout_ms=5000,
         )
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-            fetch_max_wait_ms=5, auto_offset_reset="latest",
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=5,
+            auto_offset_reset="latest",
         )
         await self._consumer.start()
         tp = TopicPartition(self.reply_topic, 0)
@@ -115,12 +121,19 @@ class KafkaBridge:
             try:
                 delivery = await asyncio.wait_for(
                     self._producer.send(
-                        self.transactions_topic, value, key=key,
-                        headers=[(CORRELATION_HEADER, cid.encode()), (REPLY_TO_HEADER, self.reply_topic.encode())],
+                        self.transactions_topic,
+                        value,
+                        key=key,
+                        headers=[
+                            (CORRELATION_HEADER, cid.encode()),
+                            (REPLY_TO_HEADER, self.reply_topic.encode()),
+                        ],
                     ),
                     timeout=deadline_s,
                 )
-                await asyncio.wait_for(delivery, timeout=max(deadline_s - (time.monotonic() - started), 0.001))
+                await asyncio.wait_for(
+                    delivery, timeout=max(deadline_s - (time.monotonic() - started), 0.001)
+                )
             except (KafkaError, TimeoutError) as e:
                 raise BridgeUnavailable(f"could not produce the transaction: {type(e).__name__}") from e
             remaining = deadline_s - (time.monotonic() - started)

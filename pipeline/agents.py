@@ -21,6 +21,7 @@ import orjson
 from faust.types import TP
 
 from pipeline import stages, wire
+from pipeline.acks import OrderedAcks
 from pipeline.features import FEATURE_NAMES
 from pipeline.merge import EventTimeMerger
 from pipeline.settings import Settings
@@ -28,6 +29,7 @@ from pipeline.settings import Settings
 log = logging.getLogger("riskstream.worker")
 
 HEARTBEAT_SECONDS = 0.5
+PROGRESS_LOG_SECONDS = 5.0
 
 
 def _record(event: Any) -> wire.RawRecord:
@@ -62,7 +64,7 @@ class Topology:
     stats: WorkerStats
 
 
-def build_topology(app: faust.App, settings: Settings) -> Topology:  # noqa: C901 - one wiring function
+def build_topology(app: faust.App, settings: Settings) -> Topology:
     kafka = settings.kafka
     worker = settings.worker
     partitions = kafka.partitions
@@ -72,8 +74,11 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:  # noqa: C90
     tx_topic = app.topic(kafka.transactions_topic, partitions=partitions)
     entity_topic = app.topic(kafka.entity_topic, partitions=partitions, internal=True)
     partials_topic = app.topic(kafka.partials_topic, partitions=partitions, internal=True)
-    card_table = app.Table("card-state", partitions=partitions)
-    entity_table = app.Table("entity-state", partitions=partitions)
+    card_table = app.Table("card-state", partitions=partitions, key_type=bytes, value_type=bytes)
+    entity_table = app.Table("entity-state", partitions=partitions, key_type=bytes, value_type=bytes)
+    for table in (card_table, entity_table):
+        # Values are our own compact bytes; Faust would otherwise decode changelogs as JSON on recovery.
+        table.key_serializer = table.value_serializer = "raw"
     producer = app.producer
 
     async def send_all(sends: Sequence[tuple[str, bytes | None, bytes, int | None, Any]]) -> None:
@@ -125,7 +130,10 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:  # noqa: C90
                 ]
                 log.warning(
                     "dead letter topic=%s partition=%d offset=%d reason=%s",
-                    kafka.transactions_topic, dl.partition, dl.offset, dl.reason,
+                    kafka.transactions_topic,
+                    dl.partition,
+                    dl.offset,
+                    dl.reason,
                 )
                 sends.append((kafka.dlq_topic, dl.key, dl.value or b"", None, headers))
             sends.extend((kafka.entity_topic, k, v, None, None) for k, v in result.entity_records)
@@ -158,18 +166,23 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:  # noqa: C90
                 processed_offset.pop(tp.partition, None)
             elif tp.topic == kafka.entity_topic:
                 mergers.pop(tp.partition, None)
+                entity_acks.forget(tp.partition)
+            elif tp.topic == kafka.partials_topic:
+                join_acks.forget(tp.partition)
+                joiner.drop_tokens(lambda event, p=tp.partition: event.message.partition == p)
 
     # --- entity stage -------------------------------------------------------------------------------
     lateness_ms = int(worker.allowed_lateness_seconds * 1000)
     mergers: dict[int, EventTimeMerger[tuple[stages.EntityItem, Any]]] = {}
+    entity_acks: OrderedAcks[Any] = OrderedAcks()
 
     @app.agent(entity_topic, name="entity_stage")
     async def entity_stage(stream: faust.StreamT[Any]) -> None:
         async for events in stream.noack_take(batch, within=within):
-            to_ack: list[Any] = []
             touched: set[int] = set()
             for event in events:
                 message = event.message
+                entity_acks.track(message.partition, message.offset, event)
                 envelope, raw = wire.decode_entity_record(message.value)
                 merger = mergers.get(message.partition)
                 if merger is None:
@@ -177,7 +190,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:  # noqa: C90
                 touched.add(message.partition)
                 if envelope["k"] == "m":
                     merger.mark(envelope["s"], envelope["f"], envelope["c"])
-                    to_ack.append(event)
+                    entity_acks.done(message.partition, message.offset)
                     continue
                 item = stages.EntityItem(message.partition, message.key, envelope["t"], envelope["id"], raw)
                 merger.add(envelope["s"], (envelope["t"], envelope["id"]), (item, event))
@@ -187,13 +200,15 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:  # noqa: C90
                 await send_all([(kafka.partials_topic, k, v, None, None) for k, v in result.partials])
                 write_state(entity_table, result.state_writes)
                 stats.late_or_redelivered += result.late_or_redelivered
-                to_ack.extend(event for _, event in released)
-            for event in to_ack:
+                for _, event in released:
+                    entity_acks.done(event.message.partition, event.message.offset)
+            for event in entity_acks.pop_ready():
                 await stream.ack(event)
             stats.batches["entity"] += 1
 
     # --- join stage ---------------------------------------------------------------------------------
     joiner = stages.Joiner()
+    join_acks: OrderedAcks[Any] = OrderedAcks()
 
     @app.agent(partials_topic, name="join_stage")
     async def join_stage(stream: faust.StreamT[Any]) -> None:
@@ -202,12 +217,16 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:  # noqa: C90
             to_ack: list[Any] = []
             completed: list[stages.Joined] = []
             for event in events:
+                join_acks.track(event.message.partition, event.message.offset, event)
                 done, ackable = joiner.add(wire.decode_partial(event.message.value), event, now_ms)
                 completed.extend(done)
                 to_ack.extend(ackable)
-            for tx_id, tokens in joiner.expire(now_ms):
-                log.error("join expired transaction_id=%s: a partial never arrived", tx_id)
-                stats.expired_joins += 1
+            for tx_id, tokens, had_card in joiner.expire(now_ms):
+                if had_card:
+                    log.error("join expired transaction_id=%s: an entity partial never arrived", tx_id)
+                    stats.expired_joins += 1
+                else:
+                    log.debug("dropped re-sent partials of already joined transaction_id=%s", tx_id)
                 to_ack.extend(tokens)
             if completed:
                 sends: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
@@ -223,7 +242,26 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:  # noqa: C90
                 await send_all(sends)
                 stats.joined += len(completed)
             for event in to_ack:
+                join_acks.done(event.message.partition, event.message.offset)
+            for event in join_acks.pop_ready():
                 await stream.ack(event)
             stats.batches["join"] += 1
+
+    @app.timer(PROGRESS_LOG_SECONDS)
+    async def log_progress() -> None:
+        """Say what is held back and why, when anything is: the first thing to read when verdicts stall."""
+        if len(joiner):
+            log.info(
+                "join waits for %d transactions, oldest: %s",
+                len(joiner),
+                "; ".join(joiner.describe_pending()),
+            )
+        for partition, merger in sorted(mergers.items()):
+            if len(merger):
+                log.info("entity partition %d merge: %s", partition, merger.describe())
+        for name, acks in (("entity", entity_acks), ("join", join_acks)):
+            oldest = acks.oldest_pending()
+            if oldest:
+                log.info("%s stage holds unacked records from offsets %s", name, oldest)
 
     return Topology(app=app, stats=stats)

@@ -34,6 +34,9 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         "broker_commit_interval": 1.0,
         "stream_buffer_maxsize": 8192,
         "table_standby_replicas": 0,
+        # A crashed worker's partitions move after this, not after Kafka's 45 s default.
+        "broker_session_timeout": worker.session_timeout_seconds,
+        "broker_heartbeat_interval": min(3.0, worker.session_timeout_seconds / 3),
         "topic_disable_leader": True,
         "logging_config": None,
     }

@@ -8,11 +8,14 @@ and worker count. Instead each entity partition releases records in event-time o
 
 A record may be released once no source can still send a smaller key. Each source (a partition of
 `transactions`) reports progress with markers: the largest event time it has forwarded and whether it was
-caught up (no lag) when it sent the marker. Inputs are assumed disordered by at most `allowed_lateness_ms`
-(bounded out-of-orderness, as Flink's watermarks), so a lagging source that has forwarded event time M can
-still send keys down to M - lateness, and blocks every key above that. A caught-up source blocks nothing:
-on live traffic every source is caught up after each batch, so the merge adds no waiting; on a backlog or a
-replay, sources lag and the merge orders their records exactly.
+caught up (no lag) when it sent the marker. The stream as a whole is assumed disordered by at most
+`allowed_lateness_ms` (bounded out-of-orderness, as Flink's watermarks): a lagging source that has
+forwarded event time M can still send keys down to M - lateness and blocks every key above that; a
+caught-up source's next record is new traffic, no older than the newest event forwarded anywhere minus the
+lateness. On live traffic every source is caught up after each batch, so with the default lateness of 0 the
+merge releases each record as soon as it arrives (a positive lateness holds the newest records until newer
+traffic or a quiet heartbeat round, the card stage's markers every half second, releases them); on a
+backlog or a replay, sources lag and the merge orders their records exactly. A record older than that bound arrives late (see `pipeline.stages`).
 
 Pure: no Kafka, no Faust. The entity agent feeds it and acks what it releases.
 """
@@ -32,6 +35,8 @@ class _Source:
     forwarded_ms: int = -(2**62)
     caught_up: bool = False
     reported: bool = False
+    #: Caught up and reported no progress since its previous marker: the source has gone quiet.
+    idle: bool = False
 
 
 @dataclass(order=True)
@@ -60,41 +65,57 @@ class EventTimeMerger(Generic[T]):
         self._seq += 1
         heapq.heappush(self._heap, _Entry(key, self._seq, item))
         state = self._sources[source]
+        state.idle = False
         if key[0] > state.forwarded_ms:
             state.forwarded_ms = key[0]
 
     def mark(self, source: int, forwarded_ms: int, caught_up: bool) -> None:
         """Record a source's progress marker (sent after each of its batches and as a heartbeat)."""
         state = self._sources[source]
+        state.idle = caught_up and state.caught_up and state.reported and forwarded_ms <= state.forwarded_ms
         state.reported = True
         state.caught_up = caught_up
         if forwarded_ms > state.forwarded_ms:
             state.forwarded_ms = forwarded_ms
 
-    def safe_until_ms(self) -> int | None:
-        """Largest event time below which no source can still send anything; None = unbounded."""
-        bound: int | None = None
-        for state in self._sources:
-            if state.reported and state.caught_up:
-                continue
-            if not state.reported:
-                return -(2**62)
-            limit = state.forwarded_ms - self._lateness_ms
-            bound = limit if bound is None else min(bound, limit)
-        return bound
+    def safe_until_ms(self) -> tuple[int, bool] | None:
+        """(bound, inclusive): no source can still send an event time below the bound (or at it, when
+        inclusive). None = nothing reported yet from some source: nothing is safe."""
+        if not all(state.reported for state in self._sources):
+            return None
+        newest = max(state.forwarded_ms for state in self._sources)
+        lagging = [state.forwarded_ms for state in self._sources if not state.caught_up]
+        if lagging:
+            # A lagging source that forwarded M can still send M - lateness; at M itself a record with a
+            # smaller id may follow, so the bound is exclusive.
+            return min(lagging) - self._lateness_ms, False
+        if all(state.idle for state in self._sources):
+            # Quiet everywhere (a heartbeat round without progress): waiting longer buys nothing.
+            return newest, True
+        # Every source caught up: the next record anywhere is new traffic, at least as new as the newest
+        # event seen minus the lateness, so everything up to that is safe, the newest event included.
+        return newest - self._lateness_ms, True
 
     def release(self) -> list[T]:
-        """Pop every buffered item that no source can still precede, in key order.
-
-        An item with event time t is safe when every lagging source has forwarded beyond t + lateness
-        (a source that forwarded exactly t may still send another record at t with a smaller id).
-        """
-        bound = self.safe_until_ms()
+        """Pop every buffered item that no source can still precede, in key order."""
+        safe = self.safe_until_ms()
+        if safe is None:
+            return []
+        bound, inclusive = safe
         out: list[T] = []
         heap = self._heap
-        while heap and (bound is None or heap[0].key[0] < bound):
+        while heap and (heap[0].key[0] < bound or (inclusive and heap[0].key[0] == bound)):
             out.append(heapq.heappop(heap).item)
         return out
+
+    def describe(self) -> str:
+        """Buffered count, oldest key, and each source's (forwarded_ms, caught_up, idle) for progress logs."""
+        head = self._heap[0].key if self._heap else None
+        sources = [
+            (state.forwarded_ms if state.reported else None, state.caught_up, state.idle)
+            for state in self._sources
+        ]
+        return f"{len(self._heap)} buffered, oldest {head}, sources {sources}"
 
     def drain(self) -> list[T]:
         """Release everything regardless of progress (shutdown or partition revocation)."""

@@ -61,6 +61,8 @@ class WorkerSettings(BaseModel):
     #: Transactions older than this at their entity stage are "late" (see README, late events).
     allowed_lateness_seconds: float = Field(0.0, ge=0)
     #: How long a transaction id is remembered for dedup (seconds of event time).
+    #: Consumer-group session timeout: how long a dead worker keeps its partitions.
+    session_timeout_seconds: float = Field(10.0, ge=6, le=300)
     dedup_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
 
 
@@ -86,7 +88,6 @@ class GatewaySettings(BaseModel):
     instance_id: str = ""
     #: Comma-separated API keys. Stored only as SHA-256 hashes once read.
     api_keys: SecretStr = SecretStr("")
-
 
     def resolved_instance_id(self) -> str:
         import re

@@ -69,17 +69,23 @@ def process_card_batch(
     cache: dict[bytes, tuple[int, F.CardState, int]] = {}  # key -> (last_offset, state, partition)
     for record in records:
         if record.value is None:
-            out.dead_letters.append(DeadLetter(record.key, None, "empty record (tombstone)", record.partition, record.offset))
+            out.dead_letters.append(
+                DeadLetter(record.key, None, "empty record (tombstone)", record.partition, record.offset)
+            )
             continue
         try:
             tx = parse_transaction(record.value)
         except RecordError as e:
-            out.dead_letters.append(DeadLetter(record.key, record.value, e.reason, record.partition, record.offset))
+            out.dead_letters.append(
+                DeadLetter(record.key, record.value, e.reason, record.partition, record.offset)
+            )
             continue
         card_key = tx.card_id.encode()
         if record.key != card_key:
             reason = "record key must be the card_id (transactions are partitioned by card)"
-            out.dead_letters.append(DeadLetter(record.key, record.value, reason, record.partition, record.offset))
+            out.dead_letters.append(
+                DeadLetter(record.key, record.value, reason, record.partition, record.offset)
+            )
             continue
         cached = cache.get(card_key)
         if cached is None:
@@ -94,14 +100,19 @@ def process_card_batch(
         event_ms = tx.event_time_ms
         if card_part is None:
             out.duplicates += 1
-            out.partials.append((tx.transaction_id.encode(), wire.encode_partial({"id": tx.transaction_id, "p": "dup"})))
+            out.partials.append(
+                (tx.transaction_id.encode(), wire.encode_partial({"id": tx.transaction_id, "p": "dup"}))
+            )
             continue
         parts: list[str] = []
         for kind, entity_id in F.entity_keys(tx):
             parts.append(kind)
             envelope = wire.entity_tx_record(
-                source=record.partition, offset=record.offset, event_time_ms=event_ms,
-                tx_id=tx.transaction_id, raw=record.value,
+                source=record.partition,
+                offset=record.offset,
+                event_time_ms=event_ms,
+                tx_id=tx.transaction_id,
+                raw=record.value,
             )
             out.entity_records.append((f"{kind}:{entity_id}".encode(), envelope))
         if event_ms > out.forwarded_ms.get(record.partition, -(2**62)):
@@ -246,11 +257,39 @@ class Joiner:
         if len(self._done) > self._remember:
             self._done.pop(next(iter(self._done)))
         vector = F.assemble_vector(
-            card["tx"], card["card"], entry.parts.get("device"), entry.parts.get("ip"), entry.parts.get("merchant")
+            card["tx"],
+            card["card"],
+            entry.parts.get("device"),
+            entry.parts.get("ip"),
+            entry.parts.get("merchant"),
         )
         return [Joined(tx_id, card, vector, entry.tokens)], []
 
-    def expire(self, now_ms: int) -> list[tuple[str, list[Any]]]:
-        """Drop entries older than the timeout; returns (transaction_id, tokens) of what was dropped."""
+    def describe_pending(self, limit: int = 5) -> list[str]:
+        """The oldest incomplete transactions and the parts they still wait for (progress logs)."""
+        out = []
+        for tx_id, entry in list(self._pending.items())[:limit]:
+            have = sorted(entry.parts) + (["card"] if entry.card is not None else [])
+            want = ["card", *entry.card["parts"]] if entry.card is not None else ["card", "?"]
+            out.append(f"{tx_id} has {have} wants {want}")
+        return out
+
+    def drop_tokens(self, belongs: Callable[[Any], bool]) -> int:
+        """Forget pending entries holding a token of a revoked partition; the next owner re-reads them."""
+        gone = [tx for tx, e in self._pending.items() if any(belongs(t) for t in e.tokens)]
+        for tx in gone:
+            del self._pending[tx]
+        return len(gone)
+
+    def expire(self, now_ms: int) -> list[tuple[str, list[Any], bool]]:
+        """Drop entries older than the timeout: (transaction_id, tokens, had_card) for each.
+
+        An entry without a card partial is an orphan: entity partials re-sent after a restart for a
+        transaction that was joined before it. Harmless; an entry with its card partial is a real loss.
+        """
         expired = [tx for tx, e in self._pending.items() if now_ms - e.first_seen_ms > self._timeout_ms]
-        return [(tx, self._pending.pop(tx).tokens) for tx in expired]
+        out = []
+        for tx in expired:
+            entry = self._pending.pop(tx)
+            out.append((tx, entry.tokens, entry.card is not None))
+        return out

@@ -18,7 +18,8 @@ router = APIRouter(prefix="/v1", tags=["scoring"], dependencies=[Authorized])
 
 REQUESTS = Counter("riskstream_gateway_score_requests_total", "Score requests by outcome", ["outcome"])
 LATENCY = Histogram(
-    "riskstream_gateway_score_seconds", "Time to answer POST /v1/score",
+    "riskstream_gateway_score_seconds",
+    "Time to answer POST /v1/score",
     buckets=(0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 _FALLBACK_SCORE = {"approve": 0.0, "challenge": 0.5, "review": 0.5, "decline": 1.0}
@@ -41,8 +42,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
     response_model=Verdict,
     response_model_exclude_none=True,
     openapi_extra=TRANSACTION_REQUEST_BODY,
-    responses={401: {"model": ErrorBody}, 413: {"model": ErrorBody}, 422: {"model": ErrorBody},
-               429: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    responses={
+        401: {"model": ErrorBody},
+        413: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+        429: {"model": ErrorBody},
+        503: {"model": ErrorBody},
+    },
 )
 async def score(request: Request, state: State) -> Verdict:
     """Score one transaction synchronously."""
@@ -77,7 +83,9 @@ async def score(request: Request, state: State) -> Verdict:
         transaction_id=tx.transaction_id,
         decision=decision,
         score=_FALLBACK_SCORE[decision],
-        reasons=[Reason(code="timeout", text="no verdict within the deadline; fallback decision", kind="system")],
+        reasons=[
+            Reason(code="timeout", text="no verdict within the deadline; fallback decision", kind="system")
+        ],
         model_version="fallback",
         rules_version="fallback",
         event_time=tx.timestamp,

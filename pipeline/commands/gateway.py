@@ -24,6 +24,10 @@ def register(app: typer.Typer) -> None:
         if port is not None:
             settings.gateway.port = port
         uvicorn.run(
-            create_app(settings), host=settings.gateway.host, port=settings.gateway.port,
-            log_level=settings.log_level.lower(), access_log=False, loop="asyncio",
+            create_app(settings),
+            host=settings.gateway.host,
+            port=settings.gateway.port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            loop="asyncio",
         )

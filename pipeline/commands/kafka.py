@@ -12,7 +12,9 @@ console = Console()
 
 
 def register(app: typer.Typer) -> None:
-    kafka = typer.Typer(help="The local single-node Apache Kafka broker (KRaft, no Docker).", no_args_is_help=True)
+    kafka = typer.Typer(
+        help="The local single-node Apache Kafka broker (KRaft, no Docker).", no_args_is_help=True
+    )
     app.add_typer(kafka, name="kafka")
 
     def _local():  # type: ignore[no-untyped-def]

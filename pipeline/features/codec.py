@@ -22,14 +22,23 @@ _NONE = -(2**63)
 def dump_card(state: CardState) -> bytes:
     loc_ms, lat, lon = state.loc if state.loc is not None else (0, math.nan, math.nan)
     head = _CARD_HEAD.pack(
-        _VERSION, _NONE if state.last_ms is None else state.last_ms, int(state.loc is not None), loc_ms, lat, lon,
+        _VERSION,
+        _NONE if state.last_ms is None else state.last_ms,
+        int(state.loc is not None),
+        loc_ms,
+        lat,
+        lon,
         *state.hist,
     )
     return b"".join(
         (
             head,
-            state.minute.to_bytes(), state.hour.to_bytes(), state.day.to_bytes(),
-            state.merchants.to_bytes(), state.countries.to_bytes(), state.devices.to_bytes(),
+            state.minute.to_bytes(),
+            state.hour.to_bytes(),
+            state.day.to_bytes(),
+            state.merchants.to_bytes(),
+            state.countries.to_bytes(),
+            state.devices.to_bytes(),
             state.ids.to_bytes(),
         )
     )
@@ -44,7 +53,15 @@ def load_card(state: CardState, data: bytes) -> None:
     state.hist = [n, mean, m2]
     buf = memoryview(data)
     pos = _CARD_HEAD.size
-    for part in (state.minute, state.hour, state.day, state.merchants, state.countries, state.devices, state.ids):
+    for part in (
+        state.minute,
+        state.hour,
+        state.day,
+        state.merchants,
+        state.countries,
+        state.devices,
+        state.ids,
+    ):
         pos = part.load(buf, pos)
 
 

@@ -37,8 +37,21 @@ FRAUD_PRIOR_WEIGHT = 10.0
 
 CHANNELS = ("pos", "ecom", "atm", "moto", "in_app")
 CATEGORIES = (
-    "grocery", "fuel", "restaurants", "electronics", "travel", "online_services", "jewelry", "gaming",
-    "fashion", "pharmacy", "entertainment", "utilities", "cash", "home", "transport",
+    "grocery",
+    "fuel",
+    "restaurants",
+    "electronics",
+    "travel",
+    "online_services",
+    "jewelry",
+    "gaming",
+    "fashion",
+    "pharmacy",
+    "entertainment",
+    "utilities",
+    "cash",
+    "home",
+    "transport",
 )
 UNKNOWN_CATEGORY = float(len(CATEGORIES))
 
@@ -81,32 +94,62 @@ def _names(prefix: str, what: str, windows: Sequence[WindowSpec]) -> list[str]:
 
 
 TX_FEATURES: tuple[str, ...] = (
-    "amount", "amount_log", "hour_of_day", "is_night", "is_weekend", "channel_code", "category_code",
-    "country_mismatch", "has_device", "has_ip", "has_location",
+    "amount",
+    "amount_log",
+    "hour_of_day",
+    "is_night",
+    "is_weekend",
+    "channel_code",
+    "category_code",
+    "country_mismatch",
+    "has_device",
+    "has_ip",
+    "has_location",
 )
 CARD_FEATURES: tuple[str, ...] = (
     *_names("card", "count", CARD_WINDOWS),
     *_names("card", "amount_sum", CARD_WINDOWS),
     *_names("card", "amount_mean", CARD_WINDOWS),
-    "card_amount_ratio_history", "card_amount_zscore_history", "card_history_count", "card_seconds_since_prev",
-    "card_distinct_merchants_24h", "card_distinct_merchants_30d", "card_distinct_countries_24h",
-    "card_distinct_countries_30d", "card_new_merchant", "card_new_device", "card_geo_distance_km",
-    "card_geo_speed_kmh", "card_country_mismatch_24h",
+    "card_amount_ratio_history",
+    "card_amount_zscore_history",
+    "card_history_count",
+    "card_seconds_since_prev",
+    "card_distinct_merchants_24h",
+    "card_distinct_merchants_30d",
+    "card_distinct_countries_24h",
+    "card_distinct_countries_30d",
+    "card_new_merchant",
+    "card_new_device",
+    "card_geo_distance_km",
+    "card_geo_speed_kmh",
+    "card_country_mismatch_24h",
 )
 DEVICE_FEATURES: tuple[str, ...] = (
-    *_names("device", "count", DEVICE_WINDOWS), "device_distinct_cards_1h", "device_distinct_cards_24h",
+    *_names("device", "count", DEVICE_WINDOWS),
+    "device_distinct_cards_1h",
+    "device_distinct_cards_24h",
 )
 IP_FEATURES: tuple[str, ...] = (
-    *_names("ip", "count", IP_WINDOWS), "ip_distinct_cards_1h", "ip_distinct_cards_24h",
-    "ip_distinct_bins_1h", "ip_distinct_bins_24h",
+    *_names("ip", "count", IP_WINDOWS),
+    "ip_distinct_cards_1h",
+    "ip_distinct_cards_24h",
+    "ip_distinct_bins_1h",
+    "ip_distinct_bins_24h",
 )
 MERCHANT_FEATURES: tuple[str, ...] = (
-    *_names("merchant", "count", MERCHANT_WINDOWS), "merchant_amount_mean_24h", "merchant_amount_mean_7d",
-    "merchant_fraud_rate_30d", "merchant_fraud_count_30d",
+    *_names("merchant", "count", MERCHANT_WINDOWS),
+    "merchant_amount_mean_24h",
+    "merchant_amount_mean_7d",
+    "merchant_fraud_rate_30d",
+    "merchant_fraud_count_30d",
 )
-FEATURE_NAMES: tuple[str, ...] = TX_FEATURES + CARD_FEATURES + DEVICE_FEATURES + IP_FEATURES + MERCHANT_FEATURES
+FEATURE_NAMES: tuple[str, ...] = (
+    TX_FEATURES + CARD_FEATURES + DEVICE_FEATURES + IP_FEATURES + MERCHANT_FEATURES
+)
 GROUP_SIZES: dict[str, int] = {
-    "device": len(DEVICE_FEATURES), "ip": len(IP_FEATURES), "merchant": len(MERCHANT_FEATURES),
+    "device": len(DEVICE_FEATURES),
+    "ip": len(IP_FEATURES),
+    "merchant": len(MERCHANT_FEATURES),
 }
 
 
@@ -132,7 +175,11 @@ def transaction_features(tx: TxLike) -> tuple[float, ...]:
     if tx.merchant_category is None:
         category = NAN
     else:
-        category = float(CATEGORIES.index(tx.merchant_category)) if tx.merchant_category in CATEGORIES else UNKNOWN_CATEGORY
+        category = (
+            float(CATEGORIES.index(tx.merchant_category))
+            if tx.merchant_category in CATEGORIES
+            else UNKNOWN_CATEGORY
+        )
     mismatch = NAN if tx.country is None or tx.card_country is None else float(tx.country != tx.card_country)
     return (
         tx.amount,
@@ -155,7 +202,18 @@ def transaction_features(tx: TxLike) -> tuple[float, ...]:
 class CardState:
     """Everything kept per card; ~0.5 KB serialized for a card with a few transactions a day."""
 
-    __slots__ = ("countries", "day", "devices", "hist", "hour", "ids", "last_ms", "loc", "merchants", "minute")
+    __slots__ = (
+        "countries",
+        "day",
+        "devices",
+        "hist",
+        "hour",
+        "ids",
+        "last_ms",
+        "loc",
+        "merchants",
+        "minute",
+    )
 
     def __init__(self) -> None:
         self.minute = Buckets("minute")
@@ -332,7 +390,9 @@ def entity_features(kind: EntityKind, state: EntityState, tx: TxLike) -> tuple[f
         (c24h,) = state.hour.totals(t_s, _H24H)
         (c7d,) = state.day.totals(t_s, _D7D)
         return (
-            float(c1h[0]), float(c24h[0]), float(c7d[0]),
+            float(c1h[0]),
+            float(c24h[0]),
+            float(c7d[0]),
             float(state.cards.count_within(t_s, W1H.seconds)),
             float(state.cards.count_within(t_s, W24H.seconds)),
         )
@@ -340,7 +400,8 @@ def entity_features(kind: EntityKind, state: EntityState, tx: TxLike) -> tuple[f
         short = state.minute.totals(t_s, _IP_MINUTE)
         (c24h,) = state.hour.totals(t_s, _H24H)
         return (
-            *(float(c) for c, _, _ in short), float(c24h[0]),
+            *(float(c) for c, _, _ in short),
+            float(c24h[0]),
             float(state.cards.count_within(t_s, W1H.seconds)),
             float(state.cards.count_within(t_s, W24H.seconds)),
             float(state.bins.count_within(t_s, W1H.seconds)),
@@ -352,7 +413,9 @@ def entity_features(kind: EntityKind, state: EntityState, tx: TxLike) -> tuple[f
     (f30d,) = state.frauds.totals(t_s, _D30D)
     rate = (f30d[0] + FRAUD_PRIOR * FRAUD_PRIOR_WEIGHT) / (m30d[0] + FRAUD_PRIOR_WEIGHT)
     return (
-        float(m1h[0]), float(m24h[0]), float(m7d[0]),
+        float(m1h[0]),
+        float(m24h[0]),
+        float(m7d[0]),
         m24h[1] / 100 / m24h[0] if m24h[0] else NAN,
         m7d[1] / 100 / m7d[0] if m7d[0] else NAN,
         rate,

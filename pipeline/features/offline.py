@@ -49,8 +49,20 @@ class TxRow:
     """A transaction read from a table (training), with the attributes the step functions use."""
 
     __slots__ = (
-        "amount", "card_bin", "card_country", "card_id", "channel", "country", "device_id", "event_time_ms", "ip",
-        "lat", "lon", "merchant_category", "merchant_id", "transaction_id",
+        "amount",
+        "card_bin",
+        "card_country",
+        "card_id",
+        "channel",
+        "country",
+        "device_id",
+        "event_time_ms",
+        "ip",
+        "lat",
+        "lon",
+        "merchant_category",
+        "merchant_id",
+        "transaction_id",
     )
 
     def __init__(self, **values: Any) -> None:
@@ -66,8 +78,11 @@ class FeatureTable:
     def to_pandas(self) -> Any:
         import pandas as pd
 
-        return pd.DataFrame(self.matrix, index=pd.Index(self.transaction_ids, name="transaction_id"),
-                            columns=list(FEATURE_NAMES))
+        return pd.DataFrame(
+            self.matrix,
+            index=pd.Index(self.transaction_ids, name="transaction_id"),
+            columns=list(FEATURE_NAMES),
+        )
 
 
 def compute_features(transactions: Iterable[TxLike], labels: Iterable[LabelEvent] = ()) -> FeatureTable:
@@ -101,7 +116,9 @@ def compute_features(transactions: Iterable[TxLike], labels: Iterable[LabelEvent
     matrix = np.empty((len(order), len(FEATURE_NAMES)), dtype=np.float64)
     for i, tx_id in enumerate(order):
         tx_part, card_part, parts = rows[tx_id]
-        matrix[i] = assemble_vector(tx_part, card_part, parts.get("device"), parts.get("ip"), parts.get("merchant"))
+        matrix[i] = assemble_vector(
+            tx_part, card_part, parts.get("device"), parts.get("ip"), parts.get("merchant")
+        )
     return FeatureTable(order, matrix)
 
 
@@ -121,7 +138,9 @@ def rows_from_frame(df: Any) -> Iterator[TxRow]:
         event_ms = ts.astype("int64").to_numpy() // 1000
     elif str(ts.dtype).endswith("[s, UTC]"):
         event_ms = ts.astype("int64").to_numpy() * 1000
-    columns = {name: df[name].tolist() if name in df else None for name in TxRow.__slots__ if name != "event_time_ms"}
+    columns = {
+        name: df[name].tolist() if name in df else None for name in TxRow.__slots__ if name != "event_time_ms"
+    }
     n = len(df)
     for i in range(n):
         values = {k: (_clean(v[i]) if v is not None else None) for k, v in columns.items()}

@@ -59,7 +59,9 @@ def ensure_topics(bootstrap: str, specs: Sequence[TopicSpec], timeout_s: float =
     for spec in specs:
         meta = existing.get(spec.name)
         if meta is None or meta.error is not None:
-            missing.append(NewTopic(spec.name, spec.partitions, spec.replication_factor, config=dict(spec.config)))
+            missing.append(
+                NewTopic(spec.name, spec.partitions, spec.replication_factor, config=dict(spec.config))
+            )
             continue
         if len(meta.partitions) != spec.partitions:
             raise TopicError(

@@ -100,8 +100,15 @@ class LocalKafka:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         cmd = [
-            "mvn", "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
-            f"-Dkafka.version={self.settings.version}", f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-Dkafka.version={self.settings.version}",
+            f"-DoutputDirectory={tmp}",
+            "-DincludeScope=runtime",
         ]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         jars = list(tmp.glob("kafka_2.13-*.jar"))
@@ -119,9 +126,17 @@ class LocalKafka:
     def _java(self, main: str, *args: str, heap: str = "256m") -> list[str]:
         log4j = self.home / "log4j.properties"
         return [
-            "java", f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-            f"-Dlog4j.configuration=file:{log4j}", f"-Dkafka.logs.dir={self.log_dir}",
-            "-cp", f"{self.libs}/*", main, *args,
+            "java",
+            f"-Xmx{heap}",
+            f"-Xms{heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{log4j}",
+            f"-Dkafka.logs.dir={self.log_dir}",
+            "-cp",
+            f"{self.libs}/*",
+            main,
+            *args,
         ]
 
     def _write_config(self) -> Path:
@@ -182,7 +197,9 @@ class LocalKafka:
         cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
         result = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cid, "-c", str(props)),
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise StartError(f"formatting KRaft storage failed:\n{result.stdout}{result.stderr}")
@@ -216,14 +233,19 @@ class LocalKafka:
                     "RISKSTREAM_LOCAL_KAFKA__PORT / RISKSTREAM_LOCAL_KAFKA__CONTROLLER_PORT"
                 )
         if shutil.which("java") is None:
-            raise MissingToolError("`java` is not installed: run `make setup` (or apt-get install default-jre-headless)")
+            raise MissingToolError(
+                "`java` is not installed: run `make setup` (or apt-get install default-jre-headless)"
+            )
         self.ensure_jars()
         props = self._write_config()
         self._format_once(props)
         stdout = (self.log_dir / "stdout.log").open("ab")
         proc = subprocess.Popen(
             self._java("kafka.Kafka", str(props), heap=self.settings.heap),
-            stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self.pid_file.write_text(str(proc.pid))
         self._wait_ready(proc.pid)
@@ -242,7 +264,7 @@ class LocalKafka:
                     metadata = admin.list_topics(timeout=2)
                     if metadata.brokers:
                         return
-                except Exception:  # noqa: BLE001, S110 - not ready yet; retried until the deadline
+                except Exception:  # noqa: S110 - not ready yet; retried until the deadline
                     pass
             time.sleep(0.3)
         raise StartError(

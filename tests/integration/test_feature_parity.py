@@ -60,7 +60,9 @@ def shared_entity_stream(n: int, seed: int) -> list[dict[str, Any]]:
         late = out.pop(i)
         late_time = datetime.fromisoformat(late["timestamp"].replace("Z", "+00:00"))
         j = i
-        while j < len(out) - 1 and datetime.fromisoformat(out[j]["timestamp"].replace("Z", "+00:00")) - late_time < timedelta(seconds=LATENESS_SECONDS - 1):
+        while j < len(out) - 1 and datetime.fromisoformat(
+            out[j]["timestamp"].replace("Z", "+00:00")
+        ) - late_time < timedelta(seconds=LATENESS_SECONDS - 1):
             j += 1
             if rng.random() < 0.5:
                 break
@@ -99,7 +101,10 @@ async def test_two_workers_on_four_partitions_match_the_offline_reference(
     for name in ("worker-a", "worker-b"):
         role_processes.append(RoleProcess("worker", pipeline_env, name=name).start())
     stream = await consume_by_key(
-        pipeline_env.bootstrap, pipeline_env.topics["FEATURES_TOPIC"], ids, timeout_s=240,
+        pipeline_env.bootstrap,
+        pipeline_env.topics["FEATURES_TOPIC"],
+        ids,
+        timeout_s=240,
         processes=role_processes,
     )
     assert all(p.alive() for p in role_processes), [p.log_tail() for p in role_processes]
@@ -120,13 +125,23 @@ async def test_worker_killed_mid_stream_recovers_exact_state(
     await produce_transactions(pipeline_env.bootstrap, topic, records[:1200])
     # Wait until part of the first half is through, then kill without any chance to commit or flush.
     first = {r["transaction_id"] for r in records[:400]}
-    await consume_by_key(pipeline_env.bootstrap, pipeline_env.topics["FEATURES_TOPIC"], first, timeout_s=120, processes=[worker])
+    await consume_by_key(
+        pipeline_env.bootstrap,
+        pipeline_env.topics["FEATURES_TOPIC"],
+        first,
+        timeout_s=120,
+        processes=[worker],
+    )
     worker.kill()
     await produce_transactions(pipeline_env.bootstrap, topic, records[1200:])
     restarted = RoleProcess("worker", pipeline_env, name="worker-2").start()
     role_processes.append(restarted)
     stream = await consume_by_key(
-        pipeline_env.bootstrap, pipeline_env.topics["FEATURES_TOPIC"], ids, timeout_s=240, processes=[restarted]
+        pipeline_env.bootstrap,
+        pipeline_env.topics["FEATURES_TOPIC"],
+        ids,
+        timeout_s=240,
+        processes=[restarted],
     )
     # Re-sent partials may produce a transaction's vector twice; never two different vectors.
     differing = [k for k, v in stream.items() if len({str(x["features"]) for x in v}) > 1]

@@ -88,6 +88,8 @@ def _simulate(streams: list[list[tuple[int, str]]], lateness: int, seed: int) ->
         forwarded[s] = max(forwarded[s], key[0])
         merger.mark(s, forwarded[s], caught_up=cursors[s] == len(streams[s]))
         out.extend(merger.release())
+    for s in range(len(streams)):  # the heartbeat round after the end: every source quiet
+        merger.mark(s, forwarded[s], caught_up=True)
     out.extend(merger.release())
     return out
 
@@ -114,3 +116,21 @@ def test_merge_order_is_event_time_order_for_any_interleaving(
         newest[s] = max(newest[s], t)
     expected = [tx for _, tx in sorted(key for stream in streams for key in stream)]
     assert _simulate(streams, lateness, seed) == expected
+
+
+def test_caught_up_source_that_resumes_is_not_overtaken_within_lateness() -> None:
+    """A source that was caught up may receive new records no older than the newest event minus lateness."""
+    merger: EventTimeMerger[str] = EventTimeMerger(sources=2, allowed_lateness_ms=30)
+    merger.add(0, (100, "a"), "a")
+    merger.mark(0, 100, caught_up=True)
+    merger.add(1, (150, "b"), "b")
+    merger.add(1, (200, "c"), "c")
+    merger.mark(1, 200, caught_up=False)
+    assert merger.release() == ["a", "b"]  # below 200 - 30; "c" could still be preceded
+    merger.add(0, (180, "d"), "d")  # source 0 resumes, 20 behind the newest event: within lateness
+    merger.mark(0, 180, caught_up=True)
+    merger.mark(1, 200, caught_up=True)
+    assert merger.release() == []  # everyone caught up: safe only up to 200 - 30
+    merger.mark(0, 180, caught_up=True)
+    merger.mark(1, 200, caught_up=True)
+    assert merger.release() == ["d", "c"]  # a quiet round releases the rest, in order
