@@ -40,6 +40,7 @@ class KafkaBridge:
         self._reader: asyncio.Task[None] | None = None
         self._ready = False
         self._last_ok = 0.0
+        self._connector: asyncio.Task[None] | None = None
 
     @property
     def ready(self) -> bool:
@@ -50,6 +51,23 @@ class KafkaBridge:
         return len(self._pending)
 
     async def start(self) -> None:
+        """Connect in the background: the gateway serves /healthz at once and turns ready with Kafka."""
+        self._connector = asyncio.create_task(self._connect_until_ready(), name="kafka-connect")
+
+    async def _connect_until_ready(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._connect()
+                log.info("connected to Kafka at %s; replies on %s", self.bootstrap, self.reply_topic)
+                return
+            except Exception as e:  # noqa: BLE001 - any failure to connect means: not ready, retry
+                log.warning("Kafka at %s not reachable (%s); retrying in %.1f s", self.bootstrap, e, delay)
+                await self._close_clients()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _connect(self) -> None:
         from pipeline.kafka.admin import ensure_reply_topic
 
         await asyncio.to_thread(ensure_reply_topic, self.bootstrap, self.reply_topic)
@@ -75,8 +93,20 @@ class KafkaBridge:
         self._reader = asyncio.create_task(self._read_replies(), name="reply-reader")
         self._ready = True
 
+    async def _close_clients(self) -> None:
+        for client in (self._producer, self._consumer):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.stop()
+        self._producer = None
+        self._consumer = None
+
     async def stop(self) -> None:
         self._ready = False
+        if self._connector is not None and not self._connector.done():
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
         if self._reader:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -108,6 +138,15 @@ class KafkaBridge:
                     fut = self._pending.pop(cid.decode(), None) if cid else None
                     if fut is not None and not fut.done():
                         fut.set_result(orjson.loads(message.value))
+
+    async def publish(self, topic: str, *, key: bytes, value: bytes, timeout_s: float = 5.0) -> None:
+        """Produce one record and wait for the broker's acknowledgement (labels)."""
+        if not self.ready or self._producer is None:
+            raise BridgeUnavailable("Kafka is not reachable")
+        try:
+            await asyncio.wait_for(self._producer.send_and_wait(topic, value, key=key), timeout=timeout_s)
+        except (KafkaError, TimeoutError) as e:
+            raise BridgeUnavailable(f"could not produce to {topic}: {type(e).__name__}") from e
 
     async def request(self, *, key: bytes, value: bytes, deadline_s: float) -> dict[str, Any] | None:
         """Produce a transaction and wait for its verdict; None when the deadline passes first."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -18,6 +18,8 @@ class GatewayState:
     settings: Settings
     bridge: KafkaBridge
     api_keys: ApiKeys
+    #: SQLAlchemy sessionmaker for the read API (verdicts from the database).
+    sessions: Any = None
 
 
 def get_state(request: Request) -> GatewayState:

@@ -12,7 +12,8 @@ from api.auth import ApiKeys
 from api.bridge import KafkaBridge
 from api.deps import GatewayState
 from api.errors import install_error_handlers
-from api.routes import health, score
+from api.routes import health, labels, score, verdicts
+from pipeline.db.engine import create_engine_from_settings, session_factory
 from pipeline.settings import Settings, get_settings
 
 log = logging.getLogger("riskstream.gateway")
@@ -33,12 +34,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reply_topic=reply_topic,
         )
         await bridge.start()
-        app.state.gateway = GatewayState(settings=settings, bridge=bridge, api_keys=keys)
+        engine = create_engine_from_settings(settings)
+        app.state.gateway = GatewayState(
+            settings=settings, bridge=bridge, api_keys=keys, sessions=session_factory(engine)
+        )
         log.info("gateway ready, replies on %s", reply_topic)
         try:
             yield
         finally:
             await bridge.stop()
+            engine.dispose()
 
     app = FastAPI(
         title="riskstream gateway",
@@ -49,4 +54,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(score.router)
+    app.include_router(verdicts.router)
+    app.include_router(labels.router)
     return app

@@ -18,18 +18,24 @@ from typing import Any
 
 import faust
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from faust.types import TP
 
 from pipeline import stages, wire
-from pipeline.acks import OrderedAcks
-from pipeline.features import FEATURE_NAMES
+from pipeline.acks import OffsetGuard, OrderedAcks
+from pipeline import metrics
 from pipeline.merge import EventTimeMerger
+from pipeline.models import LoadedModel
+from pipeline.rules import RulesWatcher
+from pipeline.scoring import ModelHolder
+from pipeline.verdicts import RecentVerdicts, VerdictOut, build_verdicts
 from pipeline.settings import Settings
 
 log = logging.getLogger("riskstream.worker")
 
 HEARTBEAT_SECONDS = 0.5
 PROGRESS_LOG_SECONDS = 5.0
+RULES_POLL_SECONDS = 1.0
 
 
 def _record(event: Any) -> wire.RawRecord:
@@ -94,6 +100,29 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     # --- card stage ---------------------------------------------------------------------------------
     forwarded_ms: dict[int, int] = {}
     processed_offset: dict[int, int] = {}
+    card_guard, entity_guard, join_guard = OffsetGuard(), OffsetGuard(), OffsetGuard()
+    last_seek: dict[tuple[str, int], float] = {}
+
+    async def admit(events: Sequence[Any], guard: OffsetGuard, topic: str) -> list[Any]:
+        """The events to handle, each partition's exactly once and in offset order (see OffsetGuard)."""
+        out: list[Any] = []
+        for event in events:
+            partition, offset = event.message.partition, event.message.offset
+            verdict = guard.check(partition, offset)
+            if verdict == "process":
+                out.append(event)
+            elif verdict == "gap":
+                expected = guard.expected(partition)
+                now = time.monotonic()
+                if partition not in guard.seeking or now - last_seek.get((topic, partition), 0.0) > 1.0:
+                    log.warning(
+                        "records skipped on %s partition %d (expected offset %s, got %d): seeking back",
+                        topic, partition, expected, offset,
+                    )  # fmt: skip
+                    guard.seeking.add(partition)
+                    last_seek[(topic, partition)] = now
+                    await app.consumer.seek(TP(topic, partition), expected)
+        return out
 
     async def caught_up(partition: int) -> bool:
         tp = TP(kafka.transactions_topic, partition)
@@ -117,7 +146,10 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
 
     @app.agent(tx_topic, name="card_stage")
     async def card_stage(stream: faust.StreamT[Any]) -> None:
-        async for events in stream.take_events(batch, within=within):
+        async for taken in stream.noack_take(batch, within=within):
+            events = await admit(taken, card_guard, kafka.transactions_topic)
+            if not events:
+                continue
             records = [_record(e) for e in events]
             result = stages.process_card_batch(records, card_table.data.get)
             sends: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
@@ -149,6 +181,12 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             stats.transactions += len(records)
             stats.dead_letters += len(result.dead_letters)
             stats.duplicates += result.duplicates
+            metrics.RECORDS.labels("card").inc(len(records))
+            metrics.BATCH_SIZE.labels("card").observe(len(records))
+            metrics.DEAD_LETTERS.inc(len(result.dead_letters))
+            metrics.DUPLICATES.inc(result.duplicates)
+            for event in events:
+                await stream.ack(event)
             stats.batches["card"] += 1
 
     @app.timer(HEARTBEAT_SECONDS)
@@ -163,12 +201,15 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         for tp in revoked:
             if tp.topic == kafka.transactions_topic:
                 forwarded_ms.pop(tp.partition, None)
+                card_guard.forget(tp.partition)
                 processed_offset.pop(tp.partition, None)
             elif tp.topic == kafka.entity_topic:
                 mergers.pop(tp.partition, None)
                 entity_acks.forget(tp.partition)
+                entity_guard.forget(tp.partition)
             elif tp.topic == kafka.partials_topic:
                 join_acks.forget(tp.partition)
+                join_guard.forget(tp.partition)
                 joiner.drop_tokens(lambda event, p=tp.partition: event.message.partition == p)
 
     # --- entity stage -------------------------------------------------------------------------------
@@ -178,7 +219,8 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
 
     @app.agent(entity_topic, name="entity_stage")
     async def entity_stage(stream: faust.StreamT[Any]) -> None:
-        async for events in stream.noack_take(batch, within=within):
+        async for taken in stream.noack_take(batch, within=within):
+            events = await admit(taken, entity_guard, kafka.entity_topic)
             touched: set[int] = set()
             for event in events:
                 message = event.message
@@ -200,52 +242,118 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 await send_all([(kafka.partials_topic, k, v, None, None) for k, v in result.partials])
                 write_state(entity_table, result.state_writes)
                 stats.late_or_redelivered += result.late_or_redelivered
+                metrics.LATE.inc(result.late_or_redelivered)
+                metrics.RECORDS.labels("entity").inc(len(released))
                 for _, event in released:
                     entity_acks.done(event.message.partition, event.message.offset)
             for event in entity_acks.pop_ready():
                 await stream.ack(event)
             stats.batches["entity"] += 1
 
-    # --- join stage ---------------------------------------------------------------------------------
+    # --- join stage: score, decide, answer --------------------------------------------------------
     joiner = stages.Joiner()
     join_acks: OrderedAcks[Any] = OrderedAcks()
+    recent = RecentVerdicts()
+    holder = ModelHolder(settings.model.dir)
+    rules_watcher = RulesWatcher(settings.rules.dir)
+
+    @app.timer(settings.model.reload_interval_seconds)
+    async def reload_model() -> None:
+        await asyncio.to_thread(holder.maybe_reload)
+
+    @app.timer(RULES_POLL_SECONDS)
+    async def reload_rules() -> None:
+        await asyncio.to_thread(rules_watcher.maybe_reload)
+
+    async def serving_model() -> LoadedModel:
+        """The model for this batch; with none yet, wait (records stay unacked, nothing is lost)."""
+        warned = False
+        while holder.model is None:
+            await asyncio.to_thread(holder.maybe_reload)
+            if holder.model is None:
+                if not warned:
+                    log.error("no model in %s: waiting for one (run `riskstream train`)", settings.model.dir)
+                    warned = True
+                await asyncio.sleep(1.0)
+        return holder.model
+
+    def replies(out: VerdictOut) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
+        reply_to = out.headers.get(wire.REPLY_TO_HEADER)
+        cid = out.headers.get(wire.CORRELATION_HEADER)
+        if not reply_to or not cid:
+            return []
+        headers = [(wire.CORRELATION_HEADER, cid.encode())]
+        return [(reply_to, out.transaction_id.encode(), out.value, 0, headers)]
 
     @app.agent(partials_topic, name="join_stage")
     async def join_stage(stream: faust.StreamT[Any]) -> None:
-        async for events in stream.noack_take(batch, within=within):
+        async for taken in stream.noack_take(batch, within=within):
+            events = await admit(taken, join_guard, kafka.partials_topic)
             now_ms = int(time.time() * 1000)
             to_ack: list[Any] = []
             completed: list[stages.Joined] = []
+            sends: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
             for event in events:
                 join_acks.track(event.message.partition, event.message.offset, event)
-                done, ackable = joiner.add(wire.decode_partial(event.message.value), event, now_ms)
+                partial = wire.decode_partial(event.message.value)
+                if partial["p"] == "dup":
+                    sends.extend(answer_repeat(partial))
+                done, ackable = joiner.add(partial, event, now_ms)
                 completed.extend(done)
                 to_ack.extend(ackable)
             for tx_id, tokens, had_card in joiner.expire(now_ms):
                 if had_card:
                     log.error("join expired transaction_id=%s: an entity partial never arrived", tx_id)
                     stats.expired_joins += 1
+                    metrics.EXPIRED_JOINS.inc()
                 else:
                     log.debug("dropped re-sent partials of already joined transaction_id=%s", tx_id)
                 to_ack.extend(tokens)
             if completed:
-                sends: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
-                for joined in completed:
-                    record = {
-                        "transaction_id": joined.tx_id,
-                        "event_time_ms": joined.card["t"],
-                        "features": dict(zip(FEATURE_NAMES, joined.vector, strict=True)),
-                    }
-                    value = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
-                    sends.append((kafka.features_topic, joined.tx_id.encode(), value, None, None))
+                model = await serving_model()
+                verdicts = build_verdicts(
+                    completed, model, rules_watcher.rules, emit_features=worker.emit_features
+                )
+                for joined, out in zip(completed, verdicts, strict=True):
+                    recent.put(out.transaction_id, out.value)
+                    sends.append((kafka.verdicts_topic, out.transaction_id.encode(), out.value, None, None))
+                    sends.extend(replies(out))
                     to_ack.extend(joined.tokens)
-                await send_all(sends)
+                    metrics.observe_verdict(out)
                 stats.joined += len(completed)
+            if sends:
+                await send_all(sends)
             for event in to_ack:
                 join_acks.done(event.message.partition, event.message.offset)
             for event in join_acks.pop_ready():
                 await stream.ack(event)
             stats.batches["join"] += 1
+            metrics.BATCH_SIZE.labels("join").observe(len(events))
+
+    def answer_repeat(partial: dict[str, Any]) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
+        """A caller re-sent a transaction already decided: give it the same verdict again."""
+        headers = partial.get("h") or {}
+        if not headers.get(wire.REPLY_TO_HEADER):
+            return []
+        value = recent.get(partial["id"])
+        if value is None:
+            # Decided too long ago to be remembered here: tell the gateway, which reads the database.
+            value = orjson.dumps({"transaction_id": partial["id"], "error": "duplicate"})
+        out = VerdictOut(partial["id"], value, headers, "", 0.0, [])
+        return replies(out)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        metrics.observe_lag(app.consumer, {kafka.transactions_topic, kafka.entity_topic, kafka.partials_topic})
+        if holder.model is not None:
+            metrics.set_info(metrics.MODEL_INFO, holder.model.version)
+        if rules_watcher.rules is not None:
+            metrics.set_info(metrics.RULES_INFO, rules_watcher.rules.version)
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+    @app.page("/healthz")
+    async def health_page(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "model_version": holder.model.version if holder.model else None})
 
     @app.timer(PROGRESS_LOG_SECONDS)
     async def log_progress() -> None:

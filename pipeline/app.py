@@ -26,7 +26,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         "value_serializer": "raw",
         "web_enabled": worker.web_port > 0,
         "web_port": max(worker.web_port, 1),
-        "web_bind": "127.0.0.1",
+        "web_bind": worker.web_host,
         # Latency: the synchronous path pays every hop, so do not wait to fill producer batches, and let
         # consumers return as soon as there is data.
         "producer_linger": 0.0,

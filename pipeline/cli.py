@@ -21,6 +21,8 @@ _COMMAND_MODULES = (
     "pipeline.commands.db",
     "pipeline.commands.generate",
     "pipeline.commands.features",
+    "pipeline.commands.train",
+    "pipeline.commands.models",
 )
 
 for _name in _COMMAND_MODULES:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -29,6 +29,8 @@ MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 #: How far in the future (producer clock skew) an event time may be.
 MAX_FUTURE_SKEW_SECONDS = 24 * 3600
 MAX_AMOUNT = 10_000_000.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$"
 _PAN_CANDIDATE = re.compile(r"^\d{13,19}$")
@@ -129,7 +131,8 @@ class Transaction(BaseModel):
 
     @property
     def event_time_ms(self) -> int:
-        return int(self.timestamp.timestamp() * 1000)
+        """Epoch milliseconds, floored, in integer arithmetic (float seconds would round some values)."""
+        return (self.timestamp - _EPOCH) // _ONE_MS
 
 
 class Reason(BaseModel):

@@ -31,8 +31,6 @@ class KafkaSettings(BaseModel):
     entity_topic: str = "riskstream.by-entity"
     #: Partial feature vectors keyed by transaction_id, joined before scoring.
     partials_topic: str = "riskstream.partials"
-    #: Full feature vectors keyed by transaction_id: what the scoring step receives, kept for backtests.
-    features_topic: str = "riskstream.features"
     #: Prefix of per-gateway-instance reply topics (request-reply).
     reply_topic_prefix: str = "riskstream.replies."
 
@@ -53,6 +51,8 @@ class WorkerSettings(BaseModel):
     app_id: str = "riskstream"
     data_dir: Path = PROJECT_ROOT / "var" / "worker"
     web_port: int = 6066
+    #: Where /metrics and /healthz listen; 0.0.0.0 in containers so Prometheus can scrape.
+    web_host: str = "127.0.0.1"
     #: Records taken per micro-batch and the longest wait to fill one.
     batch_size: int = Field(500, ge=1)
     batch_window_seconds: float = Field(0.005, gt=0)

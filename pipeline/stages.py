@@ -100,9 +100,10 @@ def process_card_batch(
         event_ms = tx.event_time_ms
         if card_part is None:
             out.duplicates += 1
-            out.partials.append(
-                (tx.transaction_id.encode(), wire.encode_partial({"id": tx.transaction_id, "p": "dup"}))
-            )
+            # A repeat of a transaction already counted: the join answers a waiting caller with the
+            # verdict it already gave (idempotent POST /v1/score).
+            dup = {"id": tx.transaction_id, "p": "dup", "h": _passed_headers(record.headers)}
+            out.partials.append((tx.transaction_id.encode(), wire.encode_partial(dup)))
             continue
         parts: list[str] = []
         for kind, entity_id in F.entity_keys(tx):
@@ -130,10 +131,8 @@ def process_card_batch(
                         "tx": list(F.transaction_features(tx)),
                         "card": list(card_part),
                         "h": _passed_headers(record.headers),
-                        "card_id": tx.card_id,
-                        "merchant_id": tx.merchant_id,
-                        "amount": tx.amount,
-                        "currency": tx.currency,
+                        # The validated transaction as sent: rules read its fields, the verdict echoes some.
+                        "raw": record.value.decode(),
                     }
                 ),
             )
@@ -266,9 +265,11 @@ class Joiner:
         return [Joined(tx_id, card, vector, entry.tokens)], []
 
     def describe_pending(self, limit: int = 5) -> list[str]:
-        """The oldest incomplete transactions and the parts they still wait for (progress logs)."""
+        """The oldest incomplete transactions and the parts they wait for, those with a card partial
+        (real waits) before orphans (re-sent entity partials of transactions joined before a restart)."""
+        entries = sorted(self._pending.items(), key=lambda item: item[1].card is None)[:limit]
         out = []
-        for tx_id, entry in list(self._pending.items())[:limit]:
+        for tx_id, entry in entries:
             have = sorted(entry.parts) + (["card"] if entry.card is not None else [])
             want = ["card", *entry.card["parts"]] if entry.card is not None else ["card", "?"]
             out.append(f"{tx_id} has {have} wants {want}")

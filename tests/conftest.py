@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.factories",
     "tests.fixtures.processes",
+    "tests.fixtures.models",
 ]
 
 

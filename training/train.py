@@ -33,6 +33,8 @@ class TrainConfig:
     days: int = 30
     seed: int = 42
     label_delay_days: float = 7.0
+    #: Feed fraud labels (visible after the delay) to the merchant fraud-rate features.
+    label_features: bool = True
     train_fraction: float = 0.6
     validation_fraction: float = 0.2
     threshold_policy: ThresholdPolicy = "fpr"
@@ -93,7 +95,7 @@ def time_split(
 def train(config: TrainConfig, progress: Any = None) -> TrainResult:
     from pipeline.features import FEATURE_CODE_VERSION, FEATURE_NAMES
     from training.dataset import build_dataset, load_or_generate
-    from training.registry import ModelMetadata, activate, write_model
+    from pipeline.models import ModelMetadata, activate, write_model
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -101,7 +103,9 @@ def train(config: TrainConfig, progress: Any = None) -> TrainResult:
     timings["generate_or_load"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    dataset = build_dataset(df, label_delay_days=config.label_delay_days)
+    dataset = build_dataset(
+        df, label_delay_days=config.label_delay_days, label_features=config.label_features
+    )
     timings["features"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -119,7 +123,8 @@ def train(config: TrainConfig, progress: Any = None) -> TrainResult:
         params, dtrain, num_boost_round=config.num_boost_round, evals=[(dvalid, "validation")],
         early_stopping_rounds=config.early_stopping_rounds, verbose_eval=False,
     )
-    booster = booster[: booster.best_iteration + 1]
+    best_iteration = int(booster.best_iteration)
+    booster = booster[: best_iteration + 1]
     timings["fit"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -138,7 +143,7 @@ def train(config: TrainConfig, progress: Any = None) -> TrainResult:
             test_scores, y[test_m], thresholds, card_ids=dataset.card_ids[test_m], days=days,
             scenarios=dataset.scenarios[test_m] if dataset.scenarios is not None else None,
         ),
-        "best_iteration": int(booster.best_iteration),
+        "best_iteration": best_iteration,
     }
     created = datetime.now(UTC)
     fingerprint = data_fingerprint(df)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from prometheus_client import Counter, Histogram
 
 from api.bridge import BridgeUnavailable
+from api.routes.verdicts import lookup_verdict
 from api.deps import Authorized, State
 from api.errors import InvalidTransaction, Overloaded, PayloadTooLarge, ServiceUnavailable
 from api.payloads import TRANSACTION_REQUEST_BODY, ErrorBody
@@ -72,6 +73,13 @@ async def score(request: Request, state: State) -> Verdict:
         raise ServiceUnavailable(f"scoring is unavailable: {e}") from None
     finally:
         LATENCY.observe(time.perf_counter() - started)
+    if reply is not None and reply.get("error") == "duplicate":
+        # The worker saw this transaction_id before and no longer remembers its verdict: the sink has it.
+        stored = await lookup_verdict(state, tx.transaction_id)
+        if stored is not None:
+            REQUESTS.labels("repeat").inc()
+            return stored
+        reply = None
     if reply is not None:
         REQUESTS.labels("verdict").inc()
         return Verdict.model_validate(reply)

@@ -133,11 +133,8 @@ def rows_from_frame(df: Any) -> Iterator[TxRow]:
     import pandas as pd
 
     ts = pd.to_datetime(df["timestamp"], utc=True)
-    event_ms = (ts.astype("int64") // 1_000_000).to_numpy()
-    if str(ts.dtype).endswith("[us, UTC]"):
-        event_ms = ts.astype("int64").to_numpy() // 1000
-    elif str(ts.dtype).endswith("[s, UTC]"):
-        event_ms = ts.astype("int64").to_numpy() * 1000
+    # Whatever the stored resolution (s, ms, us, ns): epoch milliseconds, floored, as the stream computes them.
+    event_ms = ts.astype("datetime64[ms, UTC]").astype("int64").to_numpy()
     columns = {
         name: df[name].tolist() if name in df else None for name in TxRow.__slots__ if name != "event_time_ms"
     }

@@ -35,7 +35,6 @@ def default_topic_specs(settings: Settings) -> list[TopicSpec]:
         # Internal: they only need to outlive a worker restart, and are read by the owner of each partition.
         TopicSpec(k.entity_topic, n, rf, {"retention.ms": str(24 * 3600 * 1000)}),
         TopicSpec(k.partials_topic, n, rf, {"retention.ms": str(24 * 3600 * 1000)}),
-        TopicSpec(k.features_topic, n, rf, {"retention.ms": week}),
     ]
 
 

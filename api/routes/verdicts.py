@@ -1,0 +1,67 @@
+"""`GET /v1/verdicts/{transaction_id}` and `GET /v1/verdicts?card_id=&since=`: verdicts stored by the sink."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from api.deps import Authorized, State
+from api.errors import ErrorBody, NotFound, ServiceUnavailable
+from pipeline.db.engine import DatabaseError
+from pipeline.db.repository import get_verdict, list_verdicts
+from pipeline.records import Verdict
+
+router = APIRouter(prefix="/v1", tags=["verdicts"], dependencies=[Authorized])
+
+
+def _read(state: Any, fn: Any, **kwargs: Any) -> Any:
+    with state.sessions() as session:
+        return fn(session=session, **kwargs)
+
+
+async def lookup_verdict(state: Any, transaction_id: str) -> Verdict | None:
+    """The stored verdict, read in a thread so the event loop keeps serving."""
+    try:
+        result: Verdict | None = await asyncio.to_thread(_read, state, get_verdict, transaction_id=transaction_id)
+    except DatabaseError as e:
+        raise ServiceUnavailable(f"the verdict database is unavailable: {e}") from None
+    return result
+
+
+@router.get(
+    "/verdicts/{transaction_id}",
+    response_model=Verdict,
+    response_model_exclude_none=True,
+    responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+)
+async def read_verdict(transaction_id: str, state: State) -> Verdict:
+    """The verdict given to one transaction."""
+    verdict = await lookup_verdict(state, transaction_id)
+    if verdict is None:
+        raise NotFound(f"no verdict stored for transaction {transaction_id!r}")
+    return verdict
+
+
+@router.get(
+    "/verdicts",
+    response_model=list[Verdict],
+    response_model_exclude_none=True,
+    responses={401: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+)
+async def search_verdicts(
+    state: State,
+    card_id: Annotated[str | None, Query(max_length=128)] = None,
+    since: Annotated[datetime | None, Query(description="Event time, inclusive (RFC 3339)")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[Verdict]:
+    """Verdicts for a card and/or since a time, newest first."""
+    try:
+        found: list[Verdict] = await asyncio.to_thread(
+            _read, state, list_verdicts, card_id=card_id, since=since, limit=limit
+        )
+    except DatabaseError as e:
+        raise ServiceUnavailable(f"the verdict database is unavailable: {e}") from None
+    return found

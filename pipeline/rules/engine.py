@@ -1,0 +1,188 @@
+"""Rule sets: YAML files of rules plus list files, loaded whole or refused whole.
+
+A rule file (`rules/*.yaml`) holds `rules:`, each with `id`, `description`, `when` (see `expr`),
+`action` (approve | review | decline | challenge), `state` (audit | shadow | enforce), and optionally
+`score` (an override in [0, 1], applied when an enforced rule fires) and `reason` (text shown on the
+verdict; `{feature}` placeholders are filled with the transaction's values). Lists are
+`rules/lists/<name>.txt`, one value per line, `#` comments. The version is a hash of every file's content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from pipeline.features import FEATURE_NAMES
+from pipeline.rules.expr import Compiled, RuleSyntaxError, compile_condition
+
+ACTIONS = ("approve", "review", "decline", "challenge")
+STATES = ("audit", "shadow", "enforce")
+_FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+_RULE_KEYS = {"id", "description", "when", "action", "state", "score", "reason"}
+
+
+class RulesError(ValueError):
+    """A rule set was refused; the message names the file, the line and the reason."""
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    id: str
+    action: str
+    state: str
+    reason: str
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    description: str
+    when: str
+    action: str
+    state: str
+    condition: Compiled
+    score: float | None = None
+    reason: str | None = None
+
+    def explain(self, row: Any, tx: Mapping[str, Any]) -> str:
+        if not self.reason:
+            return self.description
+        values: dict[str, Any] = {}
+        for _, name, _, _ in string.Formatter().parse(self.reason):
+            if name is None:
+                continue
+            if name in _FEATURE_INDEX:
+                value = float(row[_FEATURE_INDEX[name]])
+                values[name] = 0.0 if math.isnan(value) else value
+            else:
+                values[name] = tx.get(name.removeprefix("tx_"), "")
+        try:
+            return self.reason.format(**values)
+        except (ValueError, KeyError, IndexError):
+            return self.reason
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    version: str
+    rules: tuple[Rule, ...] = ()
+    lists: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def evaluate_row(self, row: Any, tx: Mapping[str, Any], score: float = math.nan) -> list[RuleHit]:
+        """Every rule whose condition holds for this transaction (all states), in file order."""
+        context = (row, tx, score)
+        hits = []
+        for rule in self.rules:
+            if rule.condition(context):
+                hits.append(RuleHit(rule.id, rule.action, rule.state, rule.explain(row, tx), rule.score))
+        return hits
+
+
+def _read_list(path: Path) -> frozenset[str]:
+    values = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        value = line.split("#", 1)[0].strip()
+        if value:
+            values.append(value)
+    return frozenset(values)
+
+
+def _line_of(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def load_rules(directory: Path) -> RuleSet:
+    """Load and compile every rule and list under `directory`, or raise RulesError (nothing half-loaded)."""
+    if not directory.is_dir():
+        raise RulesError(f"{directory}: no such rules directory")
+    digest = hashlib.sha256()
+    lists: dict[str, frozenset[str]] = {}
+    list_dir = directory / "lists"
+    if list_dir.is_dir():
+        for path in sorted(list_dir.glob("*.txt")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+            lists[path.stem] = _read_list(path)
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    for path in sorted(directory.glob("*.y*ml")):
+        raw = path.read_bytes()
+        digest.update(path.name.encode() + b"\0" + raw)
+        for rule in _load_file(path, raw.decode("utf-8", "replace"), lists):
+            if rule.id in seen:
+                raise RulesError(f"{path}: rule id {rule.id!r} is already defined in {seen[rule.id]}")
+            seen[rule.id] = str(path)
+            rules.append(rule)
+    return RuleSet(version=digest.hexdigest()[:12], rules=tuple(rules), lists=lists)
+
+
+def _load_file(path: Path, text: str, lists: Mapping[str, frozenset[str]]) -> list[Rule]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise RulesError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from e
+    if root is None:
+        return []
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+        raise RulesError(f"{path}:{_line_of(root)}: expected a mapping with a `rules:` list")
+    rules_node = next(v for k, v in root.value if k.value == "rules")
+    out = []
+    for item, node in zip(data["rules"], rules_node.value, strict=True):
+        out.append(_load_rule(path, _line_of(node), item, node, lists))
+    return out
+
+
+def _load_rule(
+    path: Path, line: int, item: Any, node: yaml.Node, lists: Mapping[str, frozenset[str]]
+) -> Rule:
+    where = f"{path}:{line}"
+    if not isinstance(item, dict):
+        raise RulesError(f"{where}: each rule must be a mapping")
+    unknown = set(item) - _RULE_KEYS
+    if unknown:
+        raise RulesError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_RULE_KEYS)}")
+    for key in ("id", "when", "action", "state"):
+        if not isinstance(item.get(key), str) or not item[key].strip():
+            raise RulesError(f"{where}: `{key}` is required (a non-empty string)")
+    rule_id = item["id"]
+    where = f"{where} (rule {rule_id})"
+    if item["action"] not in ACTIONS:
+        raise RulesError(f"{where}: action must be one of {', '.join(ACTIONS)}, not {item['action']!r}")
+    if item["state"] not in STATES:
+        raise RulesError(f"{where}: state must be one of {', '.join(STATES)}, not {item['state']!r}")
+    score = item.get("score")
+    if score is not None and (isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1):
+        raise RulesError(f"{where}: score must be a number between 0 and 1")
+    when_line = line
+    for key_node, value_node in node.value:
+        if key_node.value == "when":
+            when_line = _line_of(value_node)
+    try:
+        condition = compile_condition(item["when"], lists)
+    except RuleSyntaxError as e:
+        raise RulesError(f"{path}:{when_line + e.line - 1} (rule {rule_id}): `when` {e}") from e
+    return Rule(
+        id=rule_id, description=str(item.get("description", "")), when=item["when"], action=item["action"],
+        state=item["state"], condition=condition, score=None if score is None else float(score),
+        reason=item.get("reason"),
+    )  # fmt: skip
+
+
+def empty_rules() -> RuleSet:
+    return RuleSet(version="none")
+
+
+def row_of(features: Mapping[str, float]) -> np.ndarray:
+    """A feature row from a name → value mapping (tests, the rule CLI); absent names are NaN."""
+    return np.asarray([features.get(name, math.nan) for name in FEATURE_NAMES], dtype=np.float64)

@@ -1,0 +1,128 @@
+"""Joined feature vectors → verdicts: one batched model call, rules per row, reasons for flagged rows only.
+
+Pure: no Kafka. The join agent hands over a batch of `Joined` transactions and sends what comes back.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+
+from pipeline.features import FEATURE_NAMES
+from pipeline.models import LoadedModel
+from pipeline.reasons import model_reasons
+from pipeline.rules import RuleSet, decide
+from pipeline.stages import Joined
+
+FLAGGED = frozenset({"review", "decline", "challenge"})
+#: Top model reasons per flagged verdict.
+TOP_REASONS = 3
+
+
+@dataclass(slots=True)
+class VerdictOut:
+    transaction_id: str
+    value: bytes
+    headers: dict[str, str]
+    decision: str
+    latency_ms: float
+    rules: list[dict[str, Any]]
+
+
+def _iso(epoch_ms: float) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _clean(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def build_verdicts(
+    batch: Sequence[Joined],
+    model: LoadedModel,
+    rules: RuleSet,
+    *,
+    emit_features: bool = False,
+    with_reasons: bool = True,
+    now_ms: float | None = None,
+) -> list[VerdictOut]:
+    """Score the batch at once, apply rules and the decision precedence, and encode each verdict."""
+    if not batch:
+        return []
+    matrix = np.asarray([j.vector for j in batch], dtype=np.float64)
+    scores = model.score(matrix)
+    thresholds = model.thresholds
+    decided_ms = now_ms if now_ms is not None else time.time() * 1000
+    decided_at = _iso(decided_ms)
+    rows: list[dict[str, Any]] = []
+    flagged: list[int] = []
+    for i, joined in enumerate(batch):
+        tx = orjson.loads(joined.card["raw"])
+        hits = rules.evaluate_row(matrix[i], tx, float(scores[i]))
+        result = decide(float(scores[i]), thresholds, hits)
+        verdict: dict[str, Any] = {
+            "transaction_id": joined.tx_id,
+            "decision": result.decision,
+            "score": round(float(result.score), 6),
+            "reasons": list(result.reasons),
+            "rules": [{"id": h.id, "state": h.state, "action": h.action} for h in hits],
+            "model_version": model.version,
+            "rules_version": rules.version,
+            "event_time": _iso(joined.card["t"]),
+            "decided_at": decided_at,
+            "latency_ms": round(max(decided_ms - joined.card["in"], 0.0), 3),
+            "degraded": False,
+            "card_id": tx["card_id"],
+            "merchant_id": tx["merchant_id"],
+            "amount": tx["amount"],
+            "currency": tx["currency"],
+        }
+        if emit_features:
+            verdict["features"] = {n: _clean(v) for n, v in zip(FEATURE_NAMES, matrix[i], strict=True)}
+        if result.decision in FLAGGED:
+            flagged.append(i)
+        rows.append(verdict)
+    if with_reasons and flagged:
+        for i, reasons in zip(flagged, model_reasons(model.booster, matrix[flagged], top=TOP_REASONS), strict=True):
+            rows[i]["reasons"].extend(reasons)
+    out = []
+    for joined, verdict in zip(batch, rows, strict=True):
+        out.append(
+            VerdictOut(
+                transaction_id=joined.tx_id,
+                value=orjson.dumps(verdict),
+                headers=joined.card.get("h") or {},
+                decision=verdict["decision"],
+                latency_ms=verdict["latency_ms"],
+                rules=verdict["rules"],
+            )
+        )
+    return out
+
+
+class RecentVerdicts:
+    """The last verdicts given, by transaction id: a repeated request gets the same answer."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._capacity = capacity
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, transaction_id: str, value: bytes) -> None:
+        self._items[transaction_id] = value
+        self._items.move_to_end(transaction_id)
+        if len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+    def get(self, transaction_id: str) -> bytes | None:
+        return self._items.get(transaction_id)
