@@ -228,10 +228,12 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 envelope, raw = wire.decode_entity_record(message.value)
                 merger = mergers.get(message.partition)
                 if merger is None:
-                    merger = mergers[message.partition] = EventTimeMerger(partitions, lateness_ms)
+                    merger = mergers[message.partition] = EventTimeMerger(
+                        partitions, lateness_ms, idle_release_ms=int(worker.idle_release_seconds * 1000)
+                    )
                 touched.add(message.partition)
                 if envelope["k"] == "m":
-                    merger.mark(envelope["s"], envelope["f"], envelope["c"])
+                    merger.mark(envelope["s"], envelope["f"], envelope["c"], now_ms=int(time.time() * 1000))
                     entity_acks.done(message.partition, message.offset)
                     continue
                 item = stages.EntityItem(message.partition, message.key, envelope["t"], envelope["id"], raw)

@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 
+from pipeline.logs import logging_config
 from pipeline.settings import Settings
 
 
@@ -38,7 +39,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         "broker_session_timeout": worker.session_timeout_seconds,
         "broker_heartbeat_interval": min(3.0, worker.session_timeout_seconds / 3),
         "topic_disable_leader": True,
-        "logging_config": None,
+        "logging_config": logging_config(settings.log_level, settings.log_format),
     }
     options.update(overrides)
     return faust.App(worker.app_id, **options)

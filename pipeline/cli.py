@@ -23,6 +23,8 @@ _COMMAND_MODULES = (
     "pipeline.commands.features",
     "pipeline.commands.train",
     "pipeline.commands.models",
+    "pipeline.commands.sink",
+    "pipeline.commands.streams",
 )
 
 for _name in _COMMAND_MODULES:

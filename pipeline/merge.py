@@ -14,7 +14,7 @@ forwarded event time M can still send keys down to M - lateness and blocks every
 caught-up source's next record is new traffic, no older than the newest event forwarded anywhere minus the
 lateness. On live traffic every source is caught up after each batch, so with the default lateness of 0 the
 merge releases each record as soon as it arrives (a positive lateness holds the newest records until newer
-traffic or a quiet heartbeat round, the card stage's markers every half second, releases them); on a
+traffic, or until every source has been quiet for `idle_release_ms`, releases them); on a
 backlog or a replay, sources lag and the merge orders their records exactly. A record older than that bound arrives late (see `pipeline.stages`).
 
 Pure: no Kafka, no Faust. The entity agent feeds it and acks what it releases.
@@ -35,8 +35,8 @@ class _Source:
     forwarded_ms: int = -(2**62)
     caught_up: bool = False
     reported: bool = False
-    #: Caught up and reported no progress since its previous marker: the source has gone quiet.
-    idle: bool = False
+    #: Wall-clock time (of this process) since which the source is caught up without progress; None = active.
+    quiet_since_ms: int | None = None
 
 
 @dataclass(order=True)
@@ -49,11 +49,13 @@ class _Entry(Generic[T]):
 class EventTimeMerger(Generic[T]):
     """Buffers items from `sources` sub-streams and releases them in key order once it is safe."""
 
-    def __init__(self, sources: int, allowed_lateness_ms: int = 0) -> None:
+    def __init__(self, sources: int, allowed_lateness_ms: int = 0, idle_release_ms: int = 5_000) -> None:
         if sources < 1:
             raise ValueError("sources must be >= 1")
         self._sources = [_Source() for _ in range(sources)]
         self._lateness_ms = allowed_lateness_ms
+        self._idle_release_ms = idle_release_ms
+        self._now_ms = 0
         self._heap: list[_Entry[T]] = []
         self._seq = 0
 
@@ -65,14 +67,19 @@ class EventTimeMerger(Generic[T]):
         self._seq += 1
         heapq.heappush(self._heap, _Entry(key, self._seq, item))
         state = self._sources[source]
-        state.idle = False
+        state.quiet_since_ms = None
         if key[0] > state.forwarded_ms:
             state.forwarded_ms = key[0]
 
-    def mark(self, source: int, forwarded_ms: int, caught_up: bool) -> None:
+    def mark(self, source: int, forwarded_ms: int, caught_up: bool, now_ms: int = 0) -> None:
         """Record a source's progress marker (sent after each of its batches and as a heartbeat)."""
         state = self._sources[source]
-        state.idle = caught_up and state.caught_up and state.reported and forwarded_ms <= state.forwarded_ms
+        self._now_ms = max(self._now_ms, now_ms)
+        quiet = caught_up and state.caught_up and state.reported and forwarded_ms <= state.forwarded_ms
+        if not quiet:
+            state.quiet_since_ms = None
+        elif state.quiet_since_ms is None:
+            state.quiet_since_ms = now_ms
         state.reported = True
         state.caught_up = caught_up
         if forwarded_ms > state.forwarded_ms:
@@ -89,8 +96,10 @@ class EventTimeMerger(Generic[T]):
             # A lagging source that forwarded M can still send M - lateness; at M itself a record with a
             # smaller id may follow, so the bound is exclusive.
             return min(lagging) - self._lateness_ms, False
-        if all(state.idle for state in self._sources):
-            # Quiet everywhere (a heartbeat round without progress): waiting longer buys nothing.
+        quiet = [state.quiet_since_ms for state in self._sources]
+        if all(q is not None for q in quiet) and self._now_ms - max(q or 0 for q in quiet) >= self._idle_release_ms:
+            # Quiet everywhere for a while (by this process's clock, so re-reading old markers after a
+            # restart does not count): waiting longer buys nothing; release the held tail.
             return newest, True
         # Every source caught up: the next record anywhere is new traffic, at least as new as the newest
         # event seen minus the lateness, so everything up to that is safe, the newest event included.
@@ -112,7 +121,7 @@ class EventTimeMerger(Generic[T]):
         """Buffered count, oldest key, and each source's (forwarded_ms, caught_up, idle) for progress logs."""
         head = self._heap[0].key if self._heap else None
         sources = [
-            (state.forwarded_ms if state.reported else None, state.caught_up, state.idle)
+            (state.forwarded_ms if state.reported else None, state.caught_up, state.quiet_since_ms is not None)
             for state in self._sources
         ]
         return f"{len(self._heap)} buffered, oldest {head}, sources {sources}"

@@ -61,6 +61,9 @@ class WorkerSettings(BaseModel):
     #: Transactions older than this at their entity stage are "late" (see README, late events).
     allowed_lateness_seconds: float = Field(0.0, ge=0)
     #: How long a transaction id is remembered for dedup (seconds of event time).
+    #: With a positive lateness, the newest records wait for newer traffic; after this long without any
+    #: (every source caught up and quiet) they are released anyway.
+    idle_release_seconds: float = Field(5.0, ge=0)
     #: Consumer-group session timeout: how long a dead worker keeps its partitions.
     session_timeout_seconds: float = Field(10.0, ge=6, le=300)
     dedup_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
@@ -118,6 +121,8 @@ class Settings(BaseSettings):
 
     environment: Environment = "development"
     log_level: str = "INFO"
+    #: json (one object per line, for log pipelines) or text (for a terminal).
+    log_format: Literal["json", "text"] = "json"
     kafka: KafkaSettings = KafkaSettings()
     local_kafka: LocalKafkaSettings = LocalKafkaSettings()
     worker: WorkerSettings = WorkerSettings()

@@ -27,7 +27,7 @@ from pipeline.wire import RawRecord
 StateLoader = Callable[[bytes], bytes | None]
 
 #: Headers copied from the incoming transaction to its partial and then its verdict.
-_PASSED_HEADERS = (wire.CORRELATION_HEADER, wire.REPLY_TO_HEADER)
+_PASSED_HEADERS = (wire.CORRELATION_HEADER, wire.REPLY_TO_HEADER, wire.EMIT_FEATURES_HEADER)
 
 
 def stable_hash64(text: str) -> int:

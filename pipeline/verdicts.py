@@ -21,6 +21,7 @@ from pipeline.models import LoadedModel
 from pipeline.reasons import model_reasons
 from pipeline.rules import RuleSet, decide
 from pipeline.stages import Joined
+from pipeline.wire import EMIT_FEATURES_HEADER
 
 FLAGGED = frozenset({"review", "decline", "challenge"})
 #: Top model reasons per flagged verdict.
@@ -85,7 +86,7 @@ def build_verdicts(
             "amount": tx["amount"],
             "currency": tx["currency"],
         }
-        if emit_features:
+        if emit_features or (joined.card.get("h") or {}).get(EMIT_FEATURES_HEADER):
             verdict["features"] = {n: _clean(v) for n, v in zip(FEATURE_NAMES, matrix[i], strict=True)}
         if result.decision in FLAGGED:
             flagged.append(i)

@@ -20,6 +20,8 @@ PartName = Literal["card", "device", "ip", "merchant"]
 CORRELATION_HEADER = "correlation-id"
 REPLY_TO_HEADER = "reply-to"
 REASON_HEADER = "riskstream-error"
+#: A producer asks for the feature vector in this transaction's verdict (debugging, backtests).
+EMIT_FEATURES_HEADER = "riskstream-emit-features"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,8 @@ from pydantic import BaseModel
 
 from api.bridge import BridgeUnavailable
 from api.deps import Authorized, State
-from api.errors import ErrorBody, InvalidTransaction, ServiceUnavailable
+from api.errors import InvalidTransaction, ServiceUnavailable
+from api.payloads import ErrorBody
 from pipeline.records import RecordError, parse_label
 
 router = APIRouter(prefix="/v1", tags=["labels"], dependencies=[Authorized])

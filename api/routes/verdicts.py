@@ -9,7 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api.deps import Authorized, State
-from api.errors import ErrorBody, NotFound, ServiceUnavailable
+from api.errors import NotFound, ServiceUnavailable
+from api.payloads import ErrorBody
 from pipeline.db.engine import DatabaseError
 from pipeline.db.repository import get_verdict, list_verdicts
 from pipeline.records import Verdict

@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from api.main import create_app
+        from pipeline.logs import logging_config
 
         settings = get_settings()
         if host is not None:
@@ -28,6 +29,7 @@ def register(app: typer.Typer) -> None:
             host=settings.gateway.host,
             port=settings.gateway.port,
             log_level=settings.log_level.lower(),
+            log_config=logging_config(settings.log_level, settings.log_format),
             access_log=False,
             loop="asyncio",
         )

@@ -122,6 +122,9 @@ async def test_worker_killed_mid_stream_recovers_exact_state(
     records = shared_entity_stream(2500, seed=11)
     ids = {r["transaction_id"] for r in records}
     pipeline_env.extra["RISKSTREAM_WORKER__ALLOWED_LATENESS_SECONDS"] = str(LATENESS_SECONDS)
+    # The first worker must not release its held tail as "quiet" before it is killed: the second half,
+    # produced after the kill, is up to LATENESS_SECONDS older than the first half's newest records.
+    pipeline_env.extra["RISKSTREAM_WORKER__IDLE_RELEASE_SECONDS"] = "10"
     topic = pipeline_env.topics["TRANSACTIONS_TOPIC"]
     worker = RoleProcess("worker", pipeline_env, name="worker-1").start()
     role_processes.append(worker)

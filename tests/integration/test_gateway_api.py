@@ -5,6 +5,7 @@ Scoring round trips with a worker are in tests/e2e; these need only Kafka (and a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from asgi_lifespan import LifespanManager
 
 from api.main import create_app
 from pipeline.db.migrate import upgrade_database
+from pipeline.kafka.admin import TopicSpec, ensure_topics
 from pipeline.settings import Settings
 from tests.fixtures.factories import make_transaction_dict
 from tests.fixtures.kafka import Broker
@@ -25,8 +27,10 @@ KEY = "test-key-0123456789"
 @pytest.fixture
 async def client(kafka_broker: Broker, sqlite_url: str) -> AsyncIterator[httpx.AsyncClient]:
     upgrade_database(sqlite_url)
+    ensure_topics(kafka_broker.bootstrap, [TopicSpec("gw-api-transactions", 2), TopicSpec("gw-api-labels", 2)])
     settings = Settings.model_validate({
-        "kafka": {"bootstrap": kafka_broker.bootstrap, "transactions_topic": "gw-api-transactions"},
+        "kafka": {"bootstrap": kafka_broker.bootstrap, "transactions_topic": "gw-api-transactions",
+                  "labels_topic": "gw-api-labels"},
         "gateway": {"api_keys": f"{KEY},second-key-abcdef", "deadline_ms": 200, "max_body_bytes": 4096},
         "database": {"url": sqlite_url},
     })  # fmt: skip
@@ -34,7 +38,16 @@ async def client(kafka_broker: Broker, sqlite_url: str) -> AsyncIterator[httpx.A
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as c:
+            await wait_ready(c)
             yield c
+
+
+async def wait_ready(c: httpx.AsyncClient, timeout_s: float = 30.0) -> None:
+    """The gateway connects to Kafka in the background, as an orchestrator would see: poll /readyz."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while (await c.get("/readyz")).status_code != 200:
+        assert asyncio.get_running_loop().time() < deadline, "gateway never became ready"
+        await asyncio.sleep(0.1)
 
 
 def auth(key: str = KEY) -> dict[str, str]:

@@ -74,7 +74,7 @@ def test_sources_must_be_positive() -> None:
 def _simulate(streams: list[list[tuple[int, str]]], lateness: int, seed: int) -> list[str]:
     """Feed per-source streams into a merger in a random interleaving, with markers after each record."""
     rng = random.Random(seed)
-    merger: EventTimeMerger[str] = EventTimeMerger(len(streams), lateness)
+    merger: EventTimeMerger[str] = EventTimeMerger(len(streams), lateness, idle_release_ms=1)
     cursors = [0] * len(streams)
     forwarded = [-1] * len(streams)
     for s in range(len(streams)):
@@ -88,8 +88,9 @@ def _simulate(streams: list[list[tuple[int, str]]], lateness: int, seed: int) ->
         forwarded[s] = max(forwarded[s], key[0])
         merger.mark(s, forwarded[s], caught_up=cursors[s] == len(streams[s]))
         out.extend(merger.release())
-    for s in range(len(streams)):  # the heartbeat round after the end: every source quiet
-        merger.mark(s, forwarded[s], caught_up=True)
+    for now_ms in (1, 2):  # heartbeat rounds after the end: every source quiet long enough
+        for s in range(len(streams)):
+            merger.mark(s, forwarded[s], caught_up=True, now_ms=now_ms)
     out.extend(merger.release())
     return out
 
@@ -120,7 +121,7 @@ def test_merge_order_is_event_time_order_for_any_interleaving(
 
 def test_caught_up_source_that_resumes_is_not_overtaken_within_lateness() -> None:
     """A source that was caught up may receive new records no older than the newest event minus lateness."""
-    merger: EventTimeMerger[str] = EventTimeMerger(sources=2, allowed_lateness_ms=30)
+    merger: EventTimeMerger[str] = EventTimeMerger(sources=2, allowed_lateness_ms=30, idle_release_ms=1000)
     merger.add(0, (100, "a"), "a")
     merger.mark(0, 100, caught_up=True)
     merger.add(1, (150, "b"), "b")
@@ -131,6 +132,9 @@ def test_caught_up_source_that_resumes_is_not_overtaken_within_lateness() -> Non
     merger.mark(0, 180, caught_up=True)
     merger.mark(1, 200, caught_up=True)
     assert merger.release() == []  # everyone caught up: safe only up to 200 - 30
-    merger.mark(0, 180, caught_up=True)
-    merger.mark(1, 200, caught_up=True)
-    assert merger.release() == ["d", "c"]  # a quiet round releases the rest, in order
+    merger.mark(0, 180, caught_up=True, now_ms=10)
+    merger.mark(1, 200, caught_up=True, now_ms=10)
+    assert merger.release() == []  # quiet, but not for long yet
+    merger.mark(0, 180, caught_up=True, now_ms=1010)
+    merger.mark(1, 200, caught_up=True, now_ms=1010)
+    assert merger.release() == ["d", "c"]  # quiet for idle_release_ms: the rest, in order
