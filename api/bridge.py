@@ -16,9 +16,9 @@ import uuid
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
-from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
-from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
 
 from pipeline.wire import CORRELATION_HEADER, REPLY_TO_HEADER
 
@@ -61,7 +61,7 @@ class KafkaBridge:
                 await self._connect()
                 log.info("connected to Kafka at %s; replies on %s", self.bootstrap, self.reply_topic)
                 return
-            except Exception as e:  # noqa: BLE001 - any failure to connect means: not ready, retry
+            except Exception as e:
                 log.warning("Kafka at %s not reachable (%s); retrying in %.1f s", self.bootstrap, e, delay)
                 await self._close_clients()
                 await asyncio.sleep(delay)
@@ -170,9 +170,7 @@ class KafkaBridge:
                     ),
                     timeout=deadline_s,
                 )
-                await asyncio.wait_for(
-                    delivery, timeout=max(deadline_s - (time.monotonic() - started), 0.001)
-                )
+                await asyncio.wait_for(delivery, timeout=max(deadline_s - (time.monotonic() - started), 0.001))
             except (KafkaError, TimeoutError) as e:
                 raise BridgeUnavailable(f"could not produce the transaction: {type(e).__name__}") from e
             remaining = deadline_s - (time.monotonic() - started)

@@ -12,24 +12,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from faust.types import TP
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline import stages, wire
+from pipeline import metrics, stages, wire
 from pipeline.acks import OffsetGuard, OrderedAcks
-from pipeline import metrics
 from pipeline.merge import EventTimeMerger
 from pipeline.models import LoadedModel
 from pipeline.rules import RulesWatcher
 from pipeline.scoring import ModelHolder
-from pipeline.verdicts import RecentVerdicts, VerdictOut, build_verdicts
 from pipeline.settings import Settings
+from pipeline.verdicts import RecentVerdicts, VerdictOut, build_verdicts
 
 log = logging.getLogger("riskstream.worker")
 
@@ -70,6 +69,10 @@ class Topology:
     stats: WorkerStats
 
 
+def _in_partition(partition: int) -> Callable[[Any], bool]:
+    return lambda event: bool(event.message.partition == partition)
+
+
 def build_topology(app: faust.App, settings: Settings) -> Topology:
     kafka = settings.kafka
     worker = settings.worker
@@ -82,6 +85,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     partials_topic = app.topic(kafka.partials_topic, partitions=partitions, internal=True)
     card_table = app.Table("card-state", partitions=partitions, key_type=bytes, value_type=bytes)
     entity_table = app.Table("entity-state", partitions=partitions, key_type=bytes, value_type=bytes)
+    table: Any
     for table in (card_table, entity_table):
         # Values are our own compact bytes; Faust would otherwise decode changelogs as JSON on recovery.
         table.key_serializer = table.value_serializer = "raw"
@@ -121,7 +125,8 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                     )  # fmt: skip
                     guard.seeking.add(partition)
                     last_seek[(topic, partition)] = now
-                    await app.consumer.seek(TP(topic, partition), expected)
+                    if expected is not None:
+                        await app.consumer.seek(TP(topic, partition), expected)
         return out
 
     async def caught_up(partition: int) -> bool:
@@ -132,11 +137,12 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         done = processed_offset.get(partition)
         if done is not None:
             return bool(done + 1 >= highwater)
-        committed = app.consumer._committed_offset.get(tp)  # set when the partition was assigned
+        consumer: Any = app.consumer
+        committed = consumer._committed_offset.get(tp)  # set when the partition was assigned
         return bool((committed or 0) >= highwater)
 
     async def send_markers(source_partitions: Sequence[int]) -> None:
-        sends = []
+        sends: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
         for p in source_partitions:
             value = wire.entity_marker_record(
                 source=p, forwarded_ms=forwarded_ms.get(p, -(2**62)), caught_up=await caught_up(p)
@@ -145,7 +151,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         await send_all(sends)
 
     @app.agent(tx_topic, name="card_stage")
-    async def card_stage(stream: faust.StreamT[Any]) -> None:
+    async def card_stage(stream: Any) -> None:
         async for taken in stream.noack_take(batch, within=within):
             events = await admit(taken, card_guard, kafka.transactions_topic)
             if not events:
@@ -196,7 +202,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         if assigned:
             await send_markers(sorted(assigned))
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_sources(app_: faust.App, revoked: set[TP], **_: Any) -> None:
         for tp in revoked:
             if tp.topic == kafka.transactions_topic:
@@ -210,7 +216,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             elif tp.topic == kafka.partials_topic:
                 join_acks.forget(tp.partition)
                 join_guard.forget(tp.partition)
-                joiner.drop_tokens(lambda event, p=tp.partition: event.message.partition == p)
+                joiner.drop_tokens(_in_partition(tp.partition))
 
     # --- entity stage -------------------------------------------------------------------------------
     lateness_ms = int(worker.allowed_lateness_seconds * 1000)
@@ -218,7 +224,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     entity_acks: OrderedAcks[Any] = OrderedAcks()
 
     @app.agent(entity_topic, name="entity_stage")
-    async def entity_stage(stream: faust.StreamT[Any]) -> None:
+    async def entity_stage(stream: Any) -> None:
         async for taken in stream.noack_take(batch, within=within):
             events = await admit(taken, entity_guard, kafka.entity_topic)
             touched: set[int] = set()
@@ -288,7 +294,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         return [(reply_to, out.transaction_id.encode(), out.value, 0, headers)]
 
     @app.agent(partials_topic, name="join_stage")
-    async def join_stage(stream: faust.StreamT[Any]) -> None:
+    async def join_stage(stream: Any) -> None:
         async for taken in stream.noack_take(batch, within=within):
             events = await admit(taken, join_guard, kafka.partials_topic)
             now_ms = int(time.time() * 1000)
@@ -313,9 +319,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 to_ack.extend(tokens)
             if completed:
                 model = await serving_model()
-                verdicts = build_verdicts(
-                    completed, model, rules_watcher.rules, emit_features=worker.emit_features
-                )
+                verdicts = build_verdicts(completed, model, rules_watcher.rules, emit_features=worker.emit_features)
                 for joined, out in zip(completed, verdicts, strict=True):
                     recent.put(out.transaction_id, out.value)
                     sends.append((kafka.verdicts_topic, out.transaction_id.encode(), out.value, None, None))

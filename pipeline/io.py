@@ -35,9 +35,7 @@ _SUFFIXES: Final[dict[str, FileFormat]] = {".parquet": "parquet", ".jsonl": "jso
 _TIME_COLUMNS: Final = frozenset({"timestamp", "label_time"})
 _FLOAT_COLUMNS: Final = frozenset({"amount", "lat", "lon"})
 _BOOL_COLUMNS: Final = frozenset({"is_fraud"})
-_STRING_COLUMNS: Final = frozenset(
-    {*TRANSACTION_FIELDS, "scenario"} - _TIME_COLUMNS - _FLOAT_COLUMNS - _BOOL_COLUMNS
-)
+_STRING_COLUMNS: Final = frozenset({*TRANSACTION_FIELDS, "scenario"} - _TIME_COLUMNS - _FLOAT_COLUMNS - _BOOL_COLUMNS)
 #: Rows converted to Python objects at a time: bounds memory when streaming millions of records.
 _CHUNK_ROWS: Final = 50_000
 
@@ -194,11 +192,7 @@ def _iter_records(df: pd.DataFrame, names: list[str]) -> Iterator[dict[str, Any]
 def _python_values(name: str, series: pd.Series) -> list[Any]:
     """A column as a list of JSON-ready Python values, None where missing."""
     dtype = series.dtype
-    if (
-        name in _TIME_COLUMNS
-        or isinstance(dtype, pd.DatetimeTZDtype)
-        or pd.api.types.is_datetime64_dtype(dtype)
-    ):
+    if name in _TIME_COLUMNS or isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
         naive = _as_utc_ms(series).dt.tz_localize(None).to_numpy(dtype="datetime64[ms]")
         text = np.datetime_as_string(naive, unit="ms", timezone="UTC").astype(object)
         text[np.isnat(naive)] = None

@@ -35,9 +35,7 @@ class JsonFormatter(logging.Formatter):
 def logging_config(level: str, fmt: str) -> dict[str, Any]:
     """A dictConfig for our processes (Faust's worker takes it too)."""
     formatter: dict[str, Any] = (
-        {"()": JsonFormatter}
-        if fmt == "json"
-        else {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}
+        {"()": JsonFormatter} if fmt == "json" else {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}
     )
     return {
         "version": 1,

@@ -15,7 +15,8 @@ caught-up source's next record is new traffic, no older than the newest event fo
 lateness. On live traffic every source is caught up after each batch, so with the default lateness of 0 the
 merge releases each record as soon as it arrives (a positive lateness holds the newest records until newer
 traffic, or until every source has been quiet for `idle_release_ms`, releases them); on a
-backlog or a replay, sources lag and the merge orders their records exactly. A record older than that bound arrives late (see `pipeline.stages`).
+backlog or a replay, sources lag and the merge orders their records exactly. A record older than that
+bound arrives late (see `pipeline.stages`).
 
 Pure: no Kafka, no Faust. The entity agent feeds it and acks what it releases.
 """
@@ -121,7 +122,11 @@ class EventTimeMerger(Generic[T]):
         """Buffered count, oldest key, and each source's (forwarded_ms, caught_up, idle) for progress logs."""
         head = self._heap[0].key if self._heap else None
         sources = [
-            (state.forwarded_ms if state.reported else None, state.caught_up, state.quiet_since_ms is not None)
+            (
+                state.forwarded_ms if state.reported else None,
+                state.caught_up,
+                state.quiet_since_ms is not None,
+            )
             for state in self._sources
         ]
         return f"{len(self._heap)} buffered, oldest {head}, sources {sources}"

@@ -16,10 +16,14 @@ RECORDS = Counter("riskstream_worker_records_total", "Records handled by stage",
 DEAD_LETTERS = Counter("riskstream_worker_dead_letters_total", "Invalid transactions sent to the DLQ")
 DUPLICATES = Counter("riskstream_worker_duplicates_total", "Repeated transaction ids, not counted again")
 LATE = Counter(
-    "riskstream_worker_late_entity_events_total", "Entity events later than the merge allows (not counted again)"
+    "riskstream_worker_late_entity_events_total",
+    "Entity events later than the merge allows (not counted again)",
 )
 BATCH_SIZE = Histogram(
-    "riskstream_worker_batch_size", "Records per micro-batch", ["stage"], buckets=(1, 5, 10, 50, 100, 250, 500, 1000)
+    "riskstream_worker_batch_size",
+    "Records per micro-batch",
+    ["stage"],
+    buckets=(1, 5, 10, 50, 100, 250, 500, 1000),
 )
 VERDICTS = Counter("riskstream_worker_verdicts_total", "Verdicts by decision", ["decision"])
 RULE_HITS = Counter("riskstream_worker_rule_hits_total", "Rule hits by rule and state", ["rule", "state"])
@@ -31,7 +35,9 @@ LATENCY = Histogram(
 EXPIRED_JOINS = Counter("riskstream_worker_expired_joins_total", "Transactions whose partials never all arrived")
 MODEL_INFO = Gauge("riskstream_worker_model_info", "The model version serving (value 1)", ["version"])
 RULES_INFO = Gauge("riskstream_worker_rules_info", "The rules version serving (value 1)", ["version"])
-CONSUMER_LAG = Gauge("riskstream_worker_consumer_lag", "Records behind the end of the partition", ["topic", "partition"])
+CONSUMER_LAG = Gauge(
+    "riskstream_worker_consumer_lag", "Records behind the end of the partition", ["topic", "partition"]
+)
 
 
 def observe_verdict(out: VerdictOut) -> None:

@@ -87,7 +87,7 @@ def _json_default(value: Any) -> Any:
 
 def list_models(models_dir: Path) -> list[ModelMetadata]:
     """Complete versions, oldest first (unreadable ones are skipped)."""
-    out = []
+    out: list[ModelMetadata] = []
     if not models_dir.is_dir():
         return out
     for path in sorted(models_dir.iterdir()):

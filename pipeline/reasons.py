@@ -88,9 +88,7 @@ def model_reasons(
         return []
     import xgboost as xgb
 
-    contribs = booster.predict(
-        xgb.DMatrix(rows, feature_names=list(names), missing=np.nan), pred_contribs=True
-    )
+    contribs = booster.predict(xgb.DMatrix(rows, feature_names=list(names), missing=np.nan), pred_contribs=True)
     contribs = np.asarray(contribs)[:, : len(names)]  # the last column is the bias
     out: list[list[dict[str, Any]]] = []
     for row, contrib in zip(rows, contribs, strict=True):

@@ -61,7 +61,7 @@ def luhn_valid(digits: str) -> bool:
 
 
 def looks_like_pan(value: str) -> bool:
-    """13–19 digits (spaces and dashes ignored) passing the Luhn check: a primary account number."""
+    """13 to 19 digits (spaces and dashes ignored) passing the Luhn check: a primary account number."""
     compact = _PAN_SEPARATORS.sub("", value)
     return bool(_PAN_CANDIDATE.match(compact)) and luhn_valid(compact)
 

@@ -76,16 +76,12 @@ def process_card_batch(
         try:
             tx = parse_transaction(record.value)
         except RecordError as e:
-            out.dead_letters.append(
-                DeadLetter(record.key, record.value, e.reason, record.partition, record.offset)
-            )
+            out.dead_letters.append(DeadLetter(record.key, record.value, e.reason, record.partition, record.offset))
             continue
         card_key = tx.card_id.encode()
         if record.key != card_key:
             reason = "record key must be the card_id (transactions are partitioned by card)"
-            out.dead_letters.append(
-                DeadLetter(record.key, record.value, reason, record.partition, record.offset)
-            )
+            out.dead_letters.append(DeadLetter(record.key, record.value, reason, record.partition, record.offset))
             continue
         cached = cache.get(card_key)
         if cached is None:

@@ -49,7 +49,7 @@ def entity_marker_record(*, source: int, forwarded_ms: int, caught_up: bool) -> 
 
 def decode_entity_record(value: bytes) -> tuple[dict[str, Any], bytes]:
     """Split an entity-topic record into its envelope and, for transactions, the original JSON bytes."""
-    head, sep, raw = value.partition(b"\n")
+    head, _sep, raw = value.partition(b"\n")
     return orjson.loads(head), raw
 
 

@@ -27,6 +27,7 @@ from pipeline.features.definitions import (
     MERCHANT_FEATURES,
     TX_FEATURES,
     CardState,
+    EntityKind,
     EntityState,
     apply_label,
     card_step,
@@ -103,7 +104,9 @@ def _shard_of(key: str, shards: int) -> int:
     return zlib.crc32(key.encode()) % shards
 
 
-def _card_shard(args: tuple[int, int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+def _card_shard(
+    args: tuple[int, int],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
     shard, shards = args
     states: dict[str, CardState] = {}
     index, values, dup = [], [], []
@@ -122,7 +125,11 @@ def _card_shard(args: tuple[int, int]) -> tuple[npt.NDArray[np.int64], npt.NDArr
         else:
             dup.append(False)
             values.append((*transaction_features(tx), *part))
-    return np.asarray(index, dtype=np.int64), np.asarray(values, dtype=np.float64).reshape(-1, width), np.asarray(dup)
+    return (
+        np.asarray(index, dtype=np.int64),
+        np.asarray(values, dtype=np.float64).reshape(-1, width),
+        np.asarray(dup),
+    )
 
 
 _GROUP_OFFSET = {
@@ -136,7 +143,7 @@ _LABEL_SORT = "\U0010ffff"
 
 def _entity_shard(args: tuple[int, int]) -> list[tuple[str, npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
     shard, shards = args
-    events: dict[tuple[str, str], list[tuple[int, str, int]]] = {}
+    events: dict[tuple[EntityKind, str], list[tuple[int, str, int]]] = {}
     for i, tx in enumerate(_ROWS):
         if not _KEEP[i]:
             continue
@@ -144,15 +151,15 @@ def _entity_shard(args: tuple[int, int]) -> list[tuple[str, npt.NDArray[np.int64
             if _shard_of(f"{kind}:{key}", shards) == shard:
                 events.setdefault((kind, key), []).append((tx.event_time_ms, tx.transaction_id, i))
     for j, label in enumerate(_LABELS):
-        key = ("merchant", label.merchant_id)
-        if key in events or _shard_of(f"merchant:{label.merchant_id}", shards) == shard:
-            events.setdefault(key, []).append((label.visible_at_ms, _LABEL_SORT + label.transaction_id, -1 - j))
+        merchant: tuple[EntityKind, str] = ("merchant", label.merchant_id)
+        if merchant in events or _shard_of(f"merchant:{label.merchant_id}", shards) == shard:
+            events.setdefault(merchant, []).append((label.visible_at_ms, _LABEL_SORT + label.transaction_id, -1 - j))
     out: dict[str, tuple[list[int], list[tuple[float, ...]]]] = {k: ([], []) for k in _GROUP_WIDTH}
-    for (kind, _), items in events.items():
+    for (kind, _entity), items in events.items():
         if all(i < 0 for _, _, i in items):
             continue
         items.sort(key=lambda e: (e[0], e[1]))
-        state = EntityState(kind)  # type: ignore[arg-type]
+        state = EntityState(kind)
         rows, vals = out[kind]
         for _, _, i in items:
             if i < 0:
@@ -160,9 +167,13 @@ def _entity_shard(args: tuple[int, int]) -> list[tuple[str, npt.NDArray[np.int64
                 apply_label(state, visible_at_ms=label.visible_at_ms, is_fraud=label.is_fraud)
             else:
                 rows.append(i)
-                vals.append(entity_step(kind, state, _ROWS[i]))  # type: ignore[arg-type]
+                vals.append(entity_step(kind, state, _ROWS[i]))
     return [
-        (kind, np.asarray(rows, dtype=np.int64), np.asarray(vals, dtype=np.float64).reshape(-1, _GROUP_WIDTH[kind]))
+        (
+            kind,
+            np.asarray(rows, dtype=np.int64),
+            np.asarray(vals, dtype=np.float64).reshape(-1, _GROUP_WIDTH[kind]),
+        )
         for kind, (rows, vals) in out.items()
     ]
 

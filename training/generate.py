@@ -147,9 +147,7 @@ def generate(config: GeneratorConfig, progress: ProgressCallback | None = None) 
         stolen_card_spree_rows(streams[7], pop, targets[SPREE], period),
     ])  # fmt: skip
     # the compromised terminal's genuine customers in its window were skimmed: their rows are fraud too
-    hit = windows.contains(rows.merchant, rows.timestamp_ms, len(pop.merchant_ids)) & (
-        rows.scenario < FIRST_FRAUD
-    )
+    hit = windows.contains(rows.merchant, rows.timestamp_ms, len(pop.merchant_ids)) & (rows.scenario < FIRST_FRAUD)
     rows.scenario[hit] = COMPROMISED_MERCHANT
 
     report("ordering and labelling", 0.7)
@@ -200,9 +198,7 @@ def _utc(epoch_ms: IntArray, missing: BoolArray | None = None) -> pd.Series:
     return pd.Series(values).dt.tz_localize("UTC")
 
 
-def _frame(
-    pop: Population, rows: Rows, ids: ObjectArray, is_fraud: BoolArray, label_ms: IntArray
-) -> pd.DataFrame:
+def _frame(pop: Population, rows: Rows, ids: ObjectArray, is_fraud: BoolArray, label_ms: IntArray) -> pd.DataFrame:
     card, merchant = rows.card, rows.merchant
     text = {
         "transaction_id": ids,
@@ -213,9 +209,7 @@ def _frame(
         "customer_id": _lookup(pop.customer_ids, pop.card_customer[card]),
         "device_id": _lookup(pop.device_ids, rows.device),
         "ip": _lookup(pop.ips, rows.ip),
-        "merchant_category": np.array([c.name for c in CATEGORIES], dtype=object)[
-            pop.merchant_category[merchant]
-        ],
+        "merchant_category": np.array([c.name for c in CATEGORIES], dtype=object)[pop.merchant_category[merchant]],
         "channel": np.array(CHANNELS, dtype=object)[rows.channel],
         "country": np.array(pop.countries, dtype=object)[pop.merchant_country[merchant]],
         "card_country": np.array(pop.countries, dtype=object)[pop.card_country(card)],

@@ -289,9 +289,7 @@ def haversine_km(lat1: FloatArray, lon1: FloatArray, lat2: FloatArray, lon2: Flo
     return np.asarray(2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0))))
 
 
-def jitter(
-    rng: np.random.Generator, lat: FloatArray, lon: FloatArray, km: float
-) -> tuple[FloatArray, FloatArray]:
+def jitter(rng: np.random.Generator, lat: FloatArray, lon: FloatArray, km: float) -> tuple[FloatArray, FloatArray]:
     """Scatter points by about `km` (normal, per axis) around the given centres."""
     dlat = rng.normal(0.0, km / 111.0, len(lat))
     dlon = rng.normal(0.0, km / 111.0, len(lat)) / np.maximum(np.cos(np.radians(lat)), 0.2)
@@ -330,9 +328,7 @@ def _nice_unit(value: float) -> float:
 
 
 def _ipv4_strings(values: npt.NDArray[np.uint32]) -> ObjectArray:
-    return np.array(
-        [f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}" for v in values.tolist()], dtype=object
-    )
+    return np.array([f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}" for v in values.tolist()], dtype=object)
 
 
 def _ipv4_block(rng: np.random.Generator, first_octets: IntArray, n: int) -> ObjectArray:
@@ -482,12 +478,8 @@ def build_population(rng: np.random.Generator, *, transactions: int) -> Populati
     ]).astype(np.int64)  # fmt: skip
     n_merchants = len(kind)
     category = np.full(n_merchants, ATM_CATEGORY, np.int64)
-    category[kind == PHYSICAL] = rng.choice(
-        len(CATEGORIES), int(n_physical.sum()), p=cat_physical / cat_physical.sum()
-    )
-    category[kind == ONLINE] = rng.choice(
-        len(CATEGORIES), int((kind == ONLINE).sum()), p=cat_online / cat_online.sum()
-    )
+    category[kind == PHYSICAL] = rng.choice(len(CATEGORIES), int(n_physical.sum()), p=cat_physical / cat_physical.sum())
+    category[kind == ONLINE] = rng.choice(len(CATEGORIES), int((kind == ONLINE).sum()), p=cat_online / cat_online.sum())
     popularity = rng.pareto(1.3, n_merchants) + 1.0
     popularity[-n_global:] *= 15.0
     located = kind != ONLINE

@@ -11,13 +11,19 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: training runs in CI and containers
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import precision_recall_curve, roc_curve
 
-from training.evaluate import BoolArray, FloatArray, Thresholds  # noqa: E402
+from training.evaluate import BoolArray, FloatArray, Thresholds
 
-PLOTS = ("pr_curve.png", "roc_curve.png", "score_histogram.png", "feature_importance.png", "scenario_recall.png")
+PLOTS = (
+    "pr_curve.png",
+    "roc_curve.png",
+    "score_histogram.png",
+    "feature_importance.png",
+    "scenario_recall.png",
+)
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -52,7 +58,7 @@ def write_plots(
     _save(fig, out_dir / "roc_curve.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    bins = np.linspace(0, 1, 51)
+    bins = [i / 50 for i in range(51)]
     ax.hist(scores[~labels], bins=bins, alpha=0.6, label="legitimate", density=True, log=True)
     ax.hist(scores[labels], bins=bins, alpha=0.6, label="fraud", density=True, log=True)
     for name, value in (("review", thresholds.review), ("decline", thresholds.decline)):
@@ -100,8 +106,14 @@ def write_markdown(out_dir: Path, *, version: str, metadata: Mapping[str, Any]) 
         "| metric | value |",
         "|---|---|",
     ]
-    for key in ("rows", "fraud_rate", "roc_auc", "average_precision", "recall_at_1pct_fpr",
-                "card_precision_at_100_per_day"):
+    for key in (
+        "rows",
+        "fraud_rate",
+        "roc_auc",
+        "average_precision",
+        "recall_at_1pct_fpr",
+        "card_precision_at_100_per_day",
+    ):
         if key in test:
             lines.append(f"| {key} | {_fmt(test[key])} |")
     for name in ("review", "decline"):
@@ -110,15 +122,27 @@ def write_markdown(out_dir: Path, *, version: str, metadata: Mapping[str, Any]) 
             f"| {name} (score ≥ {at['threshold']:.4f}) | precision {_fmt(at['precision'])}, "
             f"recall {_fmt(at['recall'])}, FPR {_fmt(at['fpr'])} |"
         )
-    lines += ["", "## Per scenario (test)", "", "| scenario | rows | fraud | recall@review | recall@decline |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Per scenario (test)",
+        "",
+        "| scenario | rows | fraud | recall@review | recall@decline |",
+        "|---|---|---|---|---|",
+    ]
     for name, m in test.get("per_scenario", {}).items():
         lines.append(
-            f"| {name} | {m['rows']} | {m['fraud']} | {_fmt(m['recall_at_review'])} | "
-            f"{_fmt(m['recall_at_decline'])} |"
+            f"| {name} | {m['rows']} | {m['fraud']} | {_fmt(m['recall_at_review'])} | {_fmt(m['recall_at_decline'])} |"
         )
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in PLOTS]
-    lines += ["", "## Timings (s)", "", "```json", json.dumps(metadata.get("timings", {}), indent=2), "```", ""]
+    lines += [
+        "",
+        "## Timings (s)",
+        "",
+        "```json",
+        json.dumps(metadata.get("timings", {}), indent=2),
+        "```",
+        "",
+    ]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path

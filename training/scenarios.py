@@ -168,9 +168,7 @@ def _choose_where(rng: np.random.Generator, p: float, n: int) -> BoolArray:
     return rng.random(n) < p
 
 
-def _cardholder_devices_and_ips(
-    rng: np.random.Generator, pop: Population, rows: Rows, customer: IntArray
-) -> None:
+def _cardholder_devices_and_ips(rng: np.random.Generator, pop: Population, rows: Rows, customer: IntArray) -> None:
     """Fill device and IP of a cardholder's own online traffic: laptop or shared tablet for web shops,
     phone for apps; home broadband mostly, the carrier's NAT on mobile, sometimes work or a café."""
     n = len(rows)
@@ -180,9 +178,7 @@ def _cardholder_devices_and_ips(
         pop.customer_tablet[customer],
         pop.customer_phone[customer],
     )
-    web_device = np.where(
-        (laptop >= 0) & (u < 0.6), laptop, np.where((tablet >= 0) & (u < 0.75), tablet, phone)
-    )
+    web_device = np.where((laptop >= 0) & (u < 0.6), laptop, np.where((tablet >= 0) & (u < 0.75), tablet, phone))
     app_device = np.where((tablet >= 0) & (u < 0.12), tablet, phone)
     ecom, in_app = rows.channel == ECOM, rows.channel == IN_APP
     rows.device = np.where(ecom & _choose_where(rng, 0.92, n), web_device, np.where(in_app, app_device, -1))
@@ -223,9 +219,7 @@ def _fill(primary: IntArray, fallback: IntArray) -> IntArray:
     return np.where(primary >= 0, primary, fallback)
 
 
-def _population_cards(
-    rng: np.random.Generator, pop: Population, n: int, *, distinct: bool = False
-) -> IntArray:
+def _population_cards(rng: np.random.Generator, pop: Population, n: int, *, distinct: bool = False) -> IntArray:
     """Cards weighted by how much they are used (busy cards are the ones that get stolen or taken over)."""
     weight = pop.card_activity[: pop.n_population_cards]
     if distinct and n <= pop.n_population_cards // 2:
@@ -252,9 +246,7 @@ def legit_rows(rng: np.random.Generator, pop: Population, n: int, period: Period
     fav_online = pop.card_fav_online[card, rng.choice(5, n, p=_FAV_ONLINE_P)]
     fav_atm = pop.card_fav_atm[card, rng.integers(0, 2, n)]
     physical = np.where(favourite < 0.72, fav_physical, pop.physical_by_city.sample(rng, city))
-    domestic = _fill(
-        pop.online_by_country.sample(rng, country), pop.online_any.sample(rng, np.zeros(n, np.int64))
-    )
+    domestic = _fill(pop.online_by_country.sample(rng, country), pop.online_any.sample(rng, np.zeros(n, np.int64)))
     other_online = np.where(rng.random(n) < 0.75, domestic, pop.online_any.sample(rng, np.zeros(n, np.int64)))
     online = np.where(favourite < 0.6, fav_online, other_online)
     atm = np.where(favourite < 0.8, fav_atm, pop.atm_by_city.sample(rng, city))
@@ -268,16 +260,12 @@ def legit_rows(rng: np.random.Generator, pop: Population, n: int, period: Period
     return rows
 
 
-def _churn_devices(
-    rng: np.random.Generator, pop: Population, rows: Rows, customer: IntArray, period: Period
-) -> None:
+def _churn_devices(rng: np.random.Generator, pop: Population, rows: Rows, customer: IntArray, period: Period) -> None:
     """New phones from a date on, and one-off web fingerprints: legitimate devices new to the card."""
     switch_ms = period.start_ms + (rng.random(len(pop.customer_ids)) * period.length_ms).astype(np.int64)
     new_phone = pop.customer_new_phone[customer]
     switched = (
-        (new_phone >= 0)
-        & (rows.device == pop.customer_phone[customer])
-        & (rows.timestamp_ms >= switch_ms[customer])
+        (new_phone >= 0) & (rows.device == pop.customer_phone[customer]) & (rows.timestamp_ms >= switch_ms[customer])
     )
     rows.device = np.where(switched, new_phone, rows.device)
     fresh = np.flatnonzero((rows.channel == ECOM) & (rows.device >= 0) & (rng.random(len(rows)) < 0.03))
@@ -288,9 +276,7 @@ def _churn_devices(
 # --- legitimate look-alikes -----------------------------------------------------------------------------
 
 
-def apply_travel(
-    rng: np.random.Generator, pop: Population, rows: Rows, target_rows: int, period: Period
-) -> None:
+def apply_travel(rng: np.random.Generator, pop: Population, rows: Rows, target_rows: int, period: Period) -> None:
     """Send some cardholders on a trip: their transactions during it move to a far city.
 
     Departure to arrival takes the flight time (800 km/h plus airports) and nothing is paid in between,
@@ -330,9 +316,7 @@ def apply_travel(
     sel = np.flatnonzero((t >= 0) & (rows.card < n_pop) & (rows.scenario == LEGIT))
     t = t[sel]
     ts = rows.timestamp_ms[sel]
-    in_flight = ((ts >= depart[t]) & (ts < depart[t] + flight[t])) | (
-        (ts >= back[t]) & (ts < back[t] + flight[t])
-    )
+    in_flight = ((ts >= depart[t]) & (ts < depart[t] + flight[t])) | ((ts >= back[t]) & (ts < back[t] + flight[t]))
     ts = np.where(in_flight, ts + flight[t], ts)
     rows.timestamp_ms[sel] = ts
     away = (ts >= depart[t] + flight[t]) & (ts < back[t])
@@ -376,11 +360,7 @@ def apply_big_purchases(rng: np.random.Generator, pop: Population, rows: Rows, t
         prev = candidates - back
         ok = prev >= 0
         prev = np.where(ok, prev, 0)
-        ok &= (
-            (card[prev] == card[candidates])
-            & (channel[prev] == channel[candidates])
-            & (scenario[prev] == LEGIT)
-        )
+        ok &= (card[prev] == card[candidates]) & (channel[prev] == channel[candidates]) & (scenario[prev] == LEGIT)
         median = pop.category_median_eur[pop.merchant_category[merchant[prev]]]
         better = ok & (median > best_median)
         best = np.where(better, prev, best)
@@ -465,14 +445,10 @@ def card_testing_rows(rng: np.random.Generator, pop: Population, target_rows: in
     return rows
 
 
-def account_takeover_rows(
-    rng: np.random.Generator, pop: Population, target_rows: int, period: Period
-) -> Rows:
+def account_takeover_rows(rng: np.random.Generator, pop: Population, target_rows: int, period: Period) -> Rows:
     """Someone else logs into the cardholder's account: a device the card has never used, in another
     city (mostly abroad), buying high-value goods (electronics, jewellery, gift cards) within hours."""
-    sizes = incident_sizes(
-        rng, target_rows, lambda m: np.minimum(1 + rng.poisson(2.0, m), 8).astype(np.int64)
-    )
+    sizes = incident_sizes(rng, target_rows, lambda m: np.minimum(1 + rng.poisson(2.0, m), 8).astype(np.int64))
     n, k = int(sizes.sum()), len(sizes)
     rows = Rows.empty(n, ACCOUNT_TAKEOVER)
     if n == 0:
@@ -494,9 +470,7 @@ def account_takeover_rows(
         pop.takeover_by_country.sample(rng, home_country[incident]),
         pop.takeover_any.sample(rng, np.zeros(n, np.int64)),
     )
-    rows.merchant = np.where(
-        rng.random(n) < 0.7, domestic, pop.takeover_any.sample(rng, np.zeros(n, np.int64))
-    )
+    rows.merchant = np.where(rng.random(n) < 0.7, domestic, pop.takeover_any.sample(rng, np.zeros(n, np.int64)))
     rows.amount = draw_amounts(
         rng, pop, rows.merchant, pop.card_level[rows.card], log_multiplier=math.log(3.5), extra_sigma=0.3
     )
@@ -505,9 +479,7 @@ def account_takeover_rows(
     return rows
 
 
-def _far_cities(
-    rng: np.random.Generator, pop: Population, home: IntArray, *, domestic_share: float
-) -> IntArray:
+def _far_cities(rng: np.random.Generator, pop: Population, home: IntArray, *, domestic_share: float) -> IntArray:
     """Another city than home: in the same country for `domestic_share` of them (where it has another
     city; attackers rent in-country proxies too), abroad for the rest."""
     n = len(home)
@@ -577,9 +549,7 @@ def compromised_merchant_rows(
     return rows, windows
 
 
-def stolen_card_spree_rows(
-    rng: np.random.Generator, pop: Population, target_rows: int, period: Period
-) -> Rows:
+def stolen_card_spree_rows(rng: np.random.Generator, pop: Population, target_rows: int, period: Period) -> Rows:
     """A thief with the physical card, in daytime in the owner's city: shop after new shop and a cash
     withdrawal or two, amounts a few times what the owner spends, until the card is blocked."""
     sizes = incident_sizes(rng, target_rows, _lognormal_int(rng, 7, 0.4, 3, 20))
@@ -590,16 +560,10 @@ def stolen_card_spree_rows(
     incident = np.repeat(np.arange(k), sizes)
     victim = _population_cards(rng, pop, k, distinct=True)
     city = pop.card_city[victim]
-    span = np.clip(rng.lognormal(math.log(2.5 * HOUR_MS), 0.5, k), 30 * MINUTE_MS, 8 * HOUR_MS).astype(
-        np.int64
-    )
+    span = np.clip(rng.lognormal(math.log(2.5 * HOUR_MS), 0.5, k), 30 * MINUTE_MS, 8 * HOUR_MS).astype(np.int64)
     day = rng.integers(0, max(1, int(period.days)), k)
     local_hour = rng.uniform(9.0, 19.0, k)
-    t0 = (
-        period.start_ms
-        + day * DAY_MS
-        + ((local_hour - pop.city_utc_offset_hours[city]) * HOUR_MS).astype(np.int64)
-    )
+    t0 = period.start_ms + day * DAY_MS + ((local_hour - pop.city_utc_offset_hours[city]) * HOUR_MS).astype(np.int64)
     t0 = np.clip(t0, period.start_ms, period.end_ms - span - 1)
     rows.timestamp_ms = t0[incident] + (rng.random(n) * span[incident]).astype(np.int64)
     rows.card = victim[incident]
@@ -607,17 +571,11 @@ def stolen_card_spree_rows(
     cash = rng.random(n) < 0.18
 
     def draw(rows_city: IntArray, rows_cash: BoolArray) -> IntArray:
-        return np.where(
-            rows_cash, pop.atm_by_city.sample(rng, rows_city), pop.spree_by_city.sample(rng, rows_city)
-        )
+        return np.where(rows_cash, pop.atm_by_city.sample(rng, rows_city), pop.spree_by_city.sample(rng, rows_city))
 
     rows.merchant = _redraw_repeats(incident, draw(row_city, cash), lambda i: draw(row_city[i], cash[i]))
-    rows.channel = np.where(pop.merchant_category[rows.merchant] == ATM_CATEGORY, ATM_CHANNEL, POS).astype(
-        np.int64
-    )
-    rows.amount = draw_amounts(
-        rng, pop, rows.merchant, pop.card_level[rows.card], log_multiplier=math.log(3.0)
-    )
+    rows.channel = np.where(pop.merchant_category[rows.merchant] == ATM_CATEGORY, ATM_CHANNEL, POS).astype(np.int64)
+    rows.amount = draw_amounts(rng, pop, rows.merchant, pop.card_level[rows.card], log_multiplier=math.log(3.0))
     _locate(rng, pop, rows, pop.city_lat[row_city], pop.city_lon[row_city])
     return rows
 

@@ -94,8 +94,8 @@ def time_split(
 
 def train(config: TrainConfig, progress: Any = None) -> TrainResult:
     from pipeline.features import FEATURE_CODE_VERSION, FEATURE_NAMES
-    from training.dataset import build_dataset, load_or_generate
     from pipeline.models import ModelMetadata, activate, write_model
+    from training.dataset import build_dataset, load_or_generate
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -103,16 +103,16 @@ def train(config: TrainConfig, progress: Any = None) -> TrainResult:
     timings["generate_or_load"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    dataset = build_dataset(
-        df, label_delay_days=config.label_delay_days, label_features=config.label_features
-    )
+    dataset = build_dataset(df, label_delay_days=config.label_delay_days, label_features=config.label_features)
     timings["features"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     gap_ms = int(config.label_delay_days * 86_400_000)
     train_m, valid_m, test_m = time_split(
-        dataset.event_ms, train_fraction=config.train_fraction,
-        validation_fraction=config.validation_fraction, gap_ms=gap_ms,
+        dataset.event_ms,
+        train_fraction=config.train_fraction,
+        validation_fraction=config.validation_fraction,
+        gap_ms=gap_ms,
     )
     X, y = dataset.matrix, dataset.labels
     dtrain = xgb.DMatrix(X[train_m], label=y[train_m], feature_names=list(FEATURE_NAMES), missing=np.nan)
@@ -120,8 +120,12 @@ def train(config: TrainConfig, progress: Any = None) -> TrainResult:
     params = dict(config.params)
     params["seed"] = config.seed
     booster = xgb.train(
-        params, dtrain, num_boost_round=config.num_boost_round, evals=[(dvalid, "validation")],
-        early_stopping_rounds=config.early_stopping_rounds, verbose_eval=False,
+        params,
+        dtrain,
+        num_boost_round=config.num_boost_round,
+        evals=[(dvalid, "validation")],
+        early_stopping_rounds=config.early_stopping_rounds,
+        verbose_eval=False,
     )
     best_iteration = int(booster.best_iteration)
     booster = booster[: best_iteration + 1]
@@ -132,19 +136,28 @@ def train(config: TrainConfig, progress: Any = None) -> TrainResult:
     calibration = fit_calibration(np.asarray(raw_valid, dtype=np.float64), y[valid_m])
     valid_scores = calibration.apply(raw_valid)
     thresholds = choose_thresholds(
-        valid_scores, y[valid_m], policy=config.threshold_policy, review_fpr=config.review_fpr,
-        decline_fpr=config.decline_fpr, amounts=dataset.amounts[valid_m],
+        valid_scores,
+        y[valid_m],
+        policy=config.threshold_policy,
+        review_fpr=config.review_fpr,
+        decline_fpr=config.decline_fpr,
+        amounts=dataset.amounts[valid_m],
     )
     test_scores = calibration.apply(booster.inplace_predict(X[test_m]))
     days = (dataset.event_ms[test_m] // 86_400_000).astype(np.int64)
-    metrics = {
+    metrics: dict[str, Any] = {
         "validation": summarize(valid_scores, y[valid_m], thresholds),
         "test": summarize(
-            test_scores, y[test_m], thresholds, card_ids=dataset.card_ids[test_m], days=days,
+            test_scores,
+            y[test_m],
+            thresholds,
+            card_ids=dataset.card_ids[test_m],
+            days=days,
             scenarios=dataset.scenarios[test_m] if dataset.scenarios is not None else None,
         ),
         "best_iteration": best_iteration,
     }
+    test_metrics: dict[str, Any] = metrics["test"]
     created = datetime.now(UTC)
     fingerprint = data_fingerprint(df)
     version = f"{created:%Y%m%d-%H%M%S}-{fingerprint[:6]}"
@@ -156,22 +169,30 @@ def train(config: TrainConfig, progress: Any = None) -> TrainResult:
         feature_code_version=FEATURE_CODE_VERSION,
         feature_names=list(FEATURE_NAMES),
         data_fingerprint=fingerprint,
-        params={**params, "num_boost_round": config.num_boost_round, "label_delay_days": config.label_delay_days},
+        params={
+            **params,
+            "num_boost_round": config.num_boost_round,
+            "label_delay_days": config.label_delay_days,
+        },
         thresholds={"review": thresholds.review, "decline": thresholds.decline, "policy": thresholds.policy},
         calibration=calibration.to_dict(),
         metrics=metrics,
-        report_files=["report.md", *write_plots(
-            config.models_dir / ".plots-tmp" / version, scores=test_scores, labels=y[test_m],
-            thresholds=thresholds, importance=importance,
-            per_scenario=metrics["test"].get("per_scenario", {}),
-        )],
+        report_files=[
+            "report.md",
+            *write_plots(
+                config.models_dir / ".plots-tmp" / version,
+                scores=test_scores,
+                labels=y[test_m],
+                thresholds=thresholds,
+                importance={k: float(v) for k, v in importance.items() if isinstance(v, int | float)},
+                per_scenario=test_metrics.get("per_scenario", {}),
+            ),
+        ],
     )
     plots_dir = config.models_dir / ".plots-tmp" / version
     write_markdown(plots_dir, version=version, metadata={**asdict(metadata), "timings": timings_report})
     timings["report"] = time.perf_counter() - t0
-    path = write_model(
-        config.models_dir, booster, metadata, extra_files={p.name: p for p in plots_dir.iterdir()}
-    )
+    path = write_model(config.models_dir, booster, metadata, extra_files={p.name: p for p in plots_dir.iterdir()})
     for p in plots_dir.iterdir():
         p.unlink()
     plots_dir.rmdir()

@@ -39,7 +39,9 @@ async def post_label(request: Request, state: State) -> LabelAccepted:
         raise InvalidTransaction(e.reason) from None
     try:
         await state.bridge.publish(
-            state.settings.kafka.labels_topic, key=label.transaction_id.encode(), value=label.model_dump_json().encode()
+            state.settings.kafka.labels_topic,
+            key=label.transaction_id.encode(),
+            value=label.model_dump_json().encode(),
         )
     except BridgeUnavailable as e:
         raise ServiceUnavailable(f"labels are unavailable: {e}") from None

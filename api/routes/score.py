@@ -9,10 +9,10 @@ from fastapi import APIRouter, Request
 from prometheus_client import Counter, Histogram
 
 from api.bridge import BridgeUnavailable
-from api.routes.verdicts import lookup_verdict
 from api.deps import Authorized, State
 from api.errors import InvalidTransaction, Overloaded, PayloadTooLarge, ServiceUnavailable
 from api.payloads import TRANSACTION_REQUEST_BODY, ErrorBody
+from api.routes.verdicts import lookup_verdict
 from pipeline.records import Reason, RecordError, Verdict, parse_transaction
 
 router = APIRouter(prefix="/v1", tags=["scoring"], dependencies=[Authorized])
@@ -65,9 +65,7 @@ async def score(request: Request, state: State) -> Verdict:
         REQUESTS.labels("overloaded").inc()
         raise Overloaded("too many requests in flight; retry shortly")
     try:
-        reply = await state.bridge.request(
-            key=tx.card_id.encode(), value=body, deadline_s=gateway.deadline_ms / 1000
-        )
+        reply = await state.bridge.request(key=tx.card_id.encode(), value=body, deadline_s=gateway.deadline_ms / 1000)
     except BridgeUnavailable as e:
         REQUESTS.labels("unavailable").inc()
         raise ServiceUnavailable(f"scoring is unavailable: {e}") from None
@@ -91,9 +89,7 @@ async def score(request: Request, state: State) -> Verdict:
         transaction_id=tx.transaction_id,
         decision=decision,
         score=_FALLBACK_SCORE[decision],
-        reasons=[
-            Reason(code="timeout", text="no verdict within the deadline; fallback decision", kind="system")
-        ],
+        reasons=[Reason(code="timeout", text="no verdict within the deadline; fallback decision", kind="system")],
         model_version="fallback",
         rules_version="fallback",
         event_time=tx.timestamp,

@@ -48,9 +48,7 @@ def run_features(source: Path, out: Path) -> int:
 def register(app: typer.Typer) -> None:
     @app.command("features")
     def features_command(
-        source: Annotated[
-            Path, typer.Argument(metavar="FILE", help="Transactions: .parquet, .jsonl or .csv.")
-        ],
+        source: Annotated[Path, typer.Argument(metavar="FILE", help="Transactions: .parquet, .jsonl or .csv.")],
         out: Annotated[Path, typer.Option("--out", help="Feature file: .parquet, .csv or .jsonl.")],
     ) -> None:
         """Compute every feature of every transaction offline, with the stream's own feature code."""

@@ -46,9 +46,7 @@ def run_generate(*, out: Path, transactions: int, days: int, seed: int) -> None:
         write_transactions(df, out)
         written = time.perf_counter()
         progress.update(task, description="done", completed=1.0)
-    console.print(
-        summary_table(df, out=out, generate_seconds=generated - started, write_seconds=written - generated)
-    )
+    console.print(summary_table(df, out=out, generate_seconds=generated - started, write_seconds=written - generated))
 
 
 def summary_table(df: pd.DataFrame, *, out: Path, generate_seconds: float, write_seconds: float) -> Table:
@@ -83,9 +81,7 @@ def summary_table(df: pd.DataFrame, *, out: Path, generate_seconds: float, write
 def register(app: typer.Typer) -> None:
     @app.command("generate")
     def generate_command(
-        out: Annotated[
-            Path, typer.Option("--out", help="Output file: .parquet, .jsonl or .csv.")
-        ] = DEFAULT_OUT,
+        out: Annotated[Path, typer.Option("--out", help="Output file: .parquet, .jsonl or .csv.")] = DEFAULT_OUT,
         transactions: Annotated[int, typer.Option(min=1, help="Number of transactions.")] = 1_000_000,
         days: Annotated[int, typer.Option(min=1, help="Days of event time, ending 2026-11-01T00:00Z.")] = 30,
         seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same file.")] = 42,

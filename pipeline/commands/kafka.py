@@ -6,19 +6,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.kafka.local import LocalKafka
 from pipeline.settings import get_settings
 
 console = Console()
 
 
 def register(app: typer.Typer) -> None:
-    kafka = typer.Typer(
-        help="The local single-node Apache Kafka broker (KRaft, no Docker).", no_args_is_help=True
-    )
+    kafka = typer.Typer(help="The local single-node Apache Kafka broker (KRaft, no Docker).", no_args_is_help=True)
     app.add_typer(kafka, name="kafka")
 
-    def _local():  # type: ignore[no-untyped-def]
-        from pipeline.kafka.local import LocalKafka
+    def _local() -> LocalKafka:
 
         return LocalKafka(get_settings().local_kafka)
 

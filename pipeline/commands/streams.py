@@ -8,6 +8,7 @@ the tool for backtests, evaluation and demos. `tail` follows verdicts with filte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -132,7 +133,9 @@ def register(app: typer.Typer) -> None:
                 return await collector, failed
 
         got, failed = asyncio.run(main())
-        typer.echo(f"{got:,} of {len(ids):,} verdicts written to {out}" + (f"; {failed} not delivered" if failed else ""))
+        typer.echo(
+            f"{got:,} of {len(ids):,} verdicts written to {out}" + (f"; {failed} not delivered" if failed else "")
+        )
         if got < len(ids) or failed:
             raise typer.Exit(1)
 
@@ -173,15 +176,14 @@ def register(app: typer.Typer) -> None:
                     else:
                         c = colours.get(v["decision"], "white")
                         reasons = "; ".join(r["text"] for r in v.get("reasons", [])[:3])
-                        console.print(f"{v['decided_at'][11:23]} {v['transaction_id']:<28} [{c}]{v['decision']:<9}[/{c}]"
-                                      f" {v['score']:.3f}  {reasons}", highlight=False)  # fmt: skip
+                        when, tx_id = v["decided_at"][11:23], v["transaction_id"]
+                        line = f"{when} {tx_id:<28} [{c}]{v['decision']:<9}[/{c}] {v['score']:.3f}  {reasons}"
+                        console.print(line, highlight=False)
                     shown += 1
                     if max_count is not None and shown >= max_count:
                         return
             finally:
                 await consumer.stop()
 
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(main())
-        except KeyboardInterrupt:
-            pass

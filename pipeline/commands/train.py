@@ -39,7 +39,8 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_command(
         data: Annotated[
-            Path | None, typer.Option(help="Labelled history (.csv/.parquet/.jsonl with is_fraud); default: generate.")
+            Path | None,
+            typer.Option(help="Labelled history (.csv/.parquet/.jsonl with is_fraud); default: generate."),
         ] = None,
         transactions: Annotated[int, typer.Option(min=1000, help="Generated transactions.")] = 1_000_000,
         days: Annotated[int, typer.Option(min=7, help="Generated days of event time.")] = 30,

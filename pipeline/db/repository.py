@@ -158,10 +158,7 @@ def list_verdicts(
     if since is not None:
         conditions.append(VerdictRow.event_time >= since)
     query = (
-        select(VerdictRow)
-        .where(*conditions)
-        .order_by(VerdictRow.event_time.desc(), VerdictRow.id.desc())
-        .limit(limit)
+        select(VerdictRow).where(*conditions).order_by(VerdictRow.event_time.desc(), VerdictRow.id.desc()).limit(limit)
     )
     with _database_errors(session, "listing verdicts"):
         rows = session.scalars(query).all()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pipeline.features.definitions import CardState, EntityState
@@ -84,7 +84,7 @@ def load_entity(state: EntityState, data: bytes) -> None:
         raise ValueError(f"entity state version {version} is not {_VERSION}")
     buf = memoryview(data)
     pos = _ENTITY_HEAD.size
-    parts = [state.minute, state.hour]
+    parts: list[Any] = [state.minute, state.hour]
     if state.kind != "ip":
         parts.append(state.day)
     if state.kind != "merchant":

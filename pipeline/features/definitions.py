@@ -143,9 +143,7 @@ MERCHANT_FEATURES: tuple[str, ...] = (
     "merchant_fraud_rate_30d",
     "merchant_fraud_count_30d",
 )
-FEATURE_NAMES: tuple[str, ...] = (
-    TX_FEATURES + CARD_FEATURES + DEVICE_FEATURES + IP_FEATURES + MERCHANT_FEATURES
-)
+FEATURE_NAMES: tuple[str, ...] = TX_FEATURES + CARD_FEATURES + DEVICE_FEATURES + IP_FEATURES + MERCHANT_FEATURES
 GROUP_SIZES: dict[str, int] = {
     "device": len(DEVICE_FEATURES),
     "ip": len(IP_FEATURES),
@@ -176,9 +174,7 @@ def transaction_features(tx: TxLike) -> tuple[float, ...]:
         category = NAN
     else:
         category = (
-            float(CATEGORIES.index(tx.merchant_category))
-            if tx.merchant_category in CATEGORIES
-            else UNKNOWN_CATEGORY
+            float(CATEGORIES.index(tx.merchant_category)) if tx.merchant_category in CATEGORIES else UNKNOWN_CATEGORY
         )
     mismatch = NAN if tx.country is None or tx.card_country is None else float(tx.country != tx.card_country)
     return (

@@ -65,6 +65,21 @@ class TxRow:
         "transaction_id",
     )
 
+    amount: float
+    card_bin: str | None
+    card_country: str | None
+    card_id: str
+    channel: str | None
+    country: str | None
+    device_id: str | None
+    event_time_ms: int
+    ip: str | None
+    lat: float | None
+    lon: float | None
+    merchant_category: str | None
+    merchant_id: str
+    transaction_id: str
+
     def __init__(self, **values: Any) -> None:
         for name in self.__slots__:
             setattr(self, name, values.get(name))
@@ -116,9 +131,7 @@ def compute_features(transactions: Iterable[TxLike], labels: Iterable[LabelEvent
     matrix = np.empty((len(order), len(FEATURE_NAMES)), dtype=np.float64)
     for i, tx_id in enumerate(order):
         tx_part, card_part, parts = rows[tx_id]
-        matrix[i] = assemble_vector(
-            tx_part, card_part, parts.get("device"), parts.get("ip"), parts.get("merchant")
-        )
+        matrix[i] = assemble_vector(tx_part, card_part, parts.get("device"), parts.get("ip"), parts.get("merchant"))
     return FeatureTable(order, matrix)
 
 
@@ -135,12 +148,10 @@ def rows_from_frame(df: Any) -> Iterator[TxRow]:
     ts = pd.to_datetime(df["timestamp"], utc=True)
     # Whatever the stored resolution (s, ms, us, ns): epoch milliseconds, floored, as the stream computes them.
     event_ms = ts.astype("datetime64[ms, UTC]").astype("int64").to_numpy()
-    columns = {
-        name: df[name].tolist() if name in df else None for name in TxRow.__slots__ if name != "event_time_ms"
-    }
+    columns = {name: df[name].tolist() if name in df else None for name in TxRow.__slots__ if name != "event_time_ms"}
     n = len(df)
     for i in range(n):
         values = {k: (_clean(v[i]) if v is not None else None) for k, v in columns.items()}
         values["event_time_ms"] = int(event_ms[i])
-        values["amount"] = float(values["amount"])
+        values["amount"] = float(values["amount"] or 0.0)
         yield TxRow(**values)

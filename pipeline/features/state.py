@@ -92,9 +92,7 @@ class Buckets:
         cnt = array("I" if wide & 1 else "H", counts)
         fl = array("I" if wide & 1 else "H", flags)
         cn = array("q" if wide & 2 else "I", cents)
-        return (
-            struct.pack("<HB", len(keys), wide) + idx.tobytes() + cnt.tobytes() + fl.tobytes() + cn.tobytes()
-        )
+        return struct.pack("<HB", len(keys), wide) + idx.tobytes() + cnt.tobytes() + fl.tobytes() + cn.tobytes()
 
     def load(self, buf: memoryview, pos: int) -> int:
         n, wide = struct.unpack_from("<HB", buf, pos)
@@ -107,9 +105,7 @@ class Buckets:
             pos += width
             arrays.append(a)
         idx, counts, flags, cents = arrays
-        self.data = {
-            int(k): [int(c), int(m), int(f)] for k, c, f, m in zip(idx, counts, flags, cents, strict=True)
-        }
+        self.data = {int(k): [int(c), int(m), int(f)] for k, c, f, m in zip(idx, counts, flags, cents, strict=True)}
         self.newest = max(self.data, default=-(2**62))
         return pos
 
@@ -152,11 +148,7 @@ class CappedSet:
 
     def to_bytes(self) -> bytes:
         keys = sorted(self.seen)
-        return (
-            _U16.pack(len(keys))
-            + array("I", keys).tobytes()
-            + array("q", [self.seen[k] for k in keys]).tobytes()
-        )
+        return _U16.pack(len(keys)) + array("I", keys).tobytes() + array("q", [self.seen[k] for k in keys]).tobytes()
 
     def load(self, buf: memoryview, pos: int) -> int:
         (n,) = _U16.unpack_from(buf, pos)
@@ -193,11 +185,7 @@ class RecentIds:
 
     def to_bytes(self) -> bytes:
         keys = sorted(self.ids)
-        return (
-            _U16.pack(len(keys))
-            + array("Q", keys).tobytes()
-            + array("q", [self.ids[k] for k in keys]).tobytes()
-        )
+        return _U16.pack(len(keys)) + array("Q", keys).tobytes() + array("q", [self.ids[k] for k in keys]).tobytes()
 
     def load(self, buf: memoryview, pos: int) -> int:
         (n,) = _U16.unpack_from(buf, pos)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from pipeline.settings import Settings
 
@@ -58,9 +58,7 @@ def ensure_topics(bootstrap: str, specs: Sequence[TopicSpec], timeout_s: float =
     for spec in specs:
         meta = existing.get(spec.name)
         if meta is None or meta.error is not None:
-            missing.append(
-                NewTopic(spec.name, spec.partitions, spec.replication_factor, config=dict(spec.config))
-            )
+            missing.append(NewTopic(spec.name, spec.partitions, spec.replication_factor, config=dict(spec.config)))
             continue
         if len(meta.partitions) != spec.partitions:
             raise TopicError(

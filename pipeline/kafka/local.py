@@ -7,6 +7,7 @@ Maven into a cache outside git. Storage is formatted once and kept across restar
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -114,9 +115,7 @@ class LocalKafka:
         jars = list(tmp.glob("kafka_2.13-*.jar"))
         if result.returncode != 0 or not jars:
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-            raise FetchError(
-                f"Maven could not fetch Apache Kafka {self.settings.version} from Maven Central:\n{tail}"
-            )
+            raise FetchError(f"Maven could not fetch Apache Kafka {self.settings.version} from Maven Central:\n{tail}")
         shutil.rmtree(self.libs, ignore_errors=True)
         tmp.rename(self.libs)
         marker.touch()
@@ -278,10 +277,8 @@ class LocalKafka:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline and _pid_alive(pid):
             time.sleep(0.2)
@@ -289,10 +286,8 @@ class LocalKafka:
             os.killpg(pid, signal.SIGKILL)
             while _pid_alive(pid):
                 time.sleep(0.1)
-        try:  # reap it if it is our child (tests start and stop in one process)
+        with contextlib.suppress(ChildProcessError):  # reap it if it is our child (tests start and stop it)
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         self.pid_file.unlink(missing_ok=True)
         return True
 

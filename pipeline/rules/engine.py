@@ -143,9 +143,7 @@ def _load_file(path: Path, text: str, lists: Mapping[str, frozenset[str]]) -> li
     return out
 
 
-def _load_rule(
-    path: Path, line: int, item: Any, node: yaml.Node, lists: Mapping[str, frozenset[str]]
-) -> Rule:
+def _load_rule(path: Path, line: int, item: Any, node: yaml.Node, lists: Mapping[str, frozenset[str]]) -> Rule:
     where = f"{path}:{line}"
     if not isinstance(item, dict):
         raise RulesError(f"{where}: each rule must be a mapping")

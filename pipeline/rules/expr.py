@@ -139,8 +139,7 @@ class _Parser:
         while self.peek().text == "or":
             tok = self.take()
             right = self.and_expr()
-            lf, rf = self._bool(left, tok), self._bool(right, tok)
-            left = Node(lambda c, lf=lf, rf=rf: lf(c) or rf(c), "bool", tok.pos)
+            left = Node(_either(self._bool(left, tok), self._bool(right, tok)), "bool", tok.pos)
         return left
 
     def and_expr(self) -> Node:
@@ -148,15 +147,14 @@ class _Parser:
         while self.peek().text == "and":
             tok = self.take()
             right = self.not_expr()
-            lf, rf = self._bool(left, tok), self._bool(right, tok)
-            left = Node(lambda c, lf=lf, rf=rf: lf(c) and rf(c), "bool", tok.pos)
+            left = Node(_both(self._bool(left, tok), self._bool(right, tok)), "bool", tok.pos)
         return left
 
     def not_expr(self) -> Node:
         if self.peek().text == "not":
             tok = self.take()
             inner = self._bool(self.nested(self.not_expr), tok)
-            return Node(lambda c, f=inner: not f(c), "bool", tok.pos)
+            return Node(_negation(inner), "bool", tok.pos)
         return self.comparison()
 
     def _bool(self, node: Node, tok: Token) -> Compiled:
@@ -312,7 +310,9 @@ class _Parser:
             field = name[3:]
             if field not in TX_FIELDS:
                 hint = difflib.get_close_matches(field, sorted(TX_FIELDS), n=3)
-                raise self.error(f"unknown transaction field {field!r}" + (f"; did you mean {hint}?" if hint else ""), tok)
+                raise self.error(
+                    f"unknown transaction field {field!r}" + (f"; did you mean {hint}?" if hint else ""), tok
+                )
             kind = "num" if field in ("amount", "lat", "lon") else "str"
             return Node(lambda c: c[1].get(field), kind, tok.pos)
         index = _FEATURE_INDEX.get(name)
@@ -321,6 +321,18 @@ class _Parser:
             hint = difflib.get_close_matches(name, known, n=3)
             raise self.error(f"unknown name {name!r}" + (f"; did you mean {hint}?" if hint else ""), tok)
         return Node(lambda c: float(c[0][index]), "num", tok.pos)
+
+
+def _either(lf: Compiled, rf: Compiled) -> Compiled:
+    return lambda c: lf(c) or rf(c)
+
+
+def _both(lf: Compiled, rf: Compiled) -> Compiled:
+    return lambda c: lf(c) and rf(c)
+
+
+def _negation(f: Compiled) -> Compiled:
+    return lambda c: not f(c)
 
 
 def _as_key(value: Any) -> str:

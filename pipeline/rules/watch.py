@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipeline.rules.engine import RuleSet, RulesError, empty_rules, load_rules
+from pipeline.rules.engine import RulesError, RuleSet, empty_rules, load_rules
 
 log = logging.getLogger("riskstream.rules")
 

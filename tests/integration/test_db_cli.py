@@ -56,9 +56,7 @@ def test_upgrade_then_current_without_showing_the_password(
         assert "***" in result.output
 
 
-def test_plain_database_url_is_honoured(
-    app: typer.Typer, database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_plain_database_url_is_honoured(app: typer.Typer, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """docker-compose and Helm set DATABASE_URL=postgresql://...; psycopg 3 is picked for it."""
     monkeypatch.setenv("DATABASE_URL", database_url.replace("postgresql+psycopg://", "postgresql://"))
     result = CliRunner().invoke(app, ["db", "upgrade", "--revision", "0001"])

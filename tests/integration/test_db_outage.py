@@ -60,9 +60,7 @@ def test_server_down_is_transient_and_the_same_session_succeeds_after_restart(
     postgres_server: PostgresServer, engine: Engine
 ) -> None:
     with session_factory(engine)() as session:
-        assert (
-            save_verdicts(session=session, verdicts=[make_verdict("tx-before")]) == 1
-        )  # pool holds a connection
+        assert save_verdicts(session=session, verdicts=[make_verdict("tx-before")]) == 1  # pool holds a connection
         postgres_server.stop()
         try:
             with pytest.raises(TransientDatabaseError) as info:

@@ -176,9 +176,7 @@ def test_verdicts_without_features_store_null_not_json_null(session: Session) ->
 
 def test_list_verdicts_filters_by_card_and_time_newest_first(session: Session) -> None:
     verdicts = [
-        make_verdict(
-            f"tx-{i}", card_id="card-A" if i % 2 == 0 else "card-B", event_time=T0 + timedelta(minutes=i)
-        )
+        make_verdict(f"tx-{i}", card_id="card-A" if i % 2 == 0 else "card-B", event_time=T0 + timedelta(minutes=i))
         for i in range(6)
     ]
     save_verdicts(session=session, verdicts=verdicts)
@@ -209,9 +207,7 @@ def test_list_verdicts_refuses_a_non_positive_limit(session: Session) -> None:
 # --- transactions and labels ----------------------------------------------------------------------------
 
 
-def test_transactions_are_stored_once(
-    session: Session, transaction_factory: Callable[..., Transaction]
-) -> None:
+def test_transactions_are_stored_once(session: Session, transaction_factory: Callable[..., Transaction]) -> None:
     batch = [transaction_factory(), transaction_factory()]
     assert save_transactions(session=session, transactions=batch) == 2
     assert save_transactions(session=session, transactions=[*batch, transaction_factory()]) == 1
@@ -226,9 +222,7 @@ def test_replayed_labels_are_stored_once(session: Session) -> None:
     confirmation = make_label("tx-1", "confirmed_legitimate", T0 + timedelta(days=25))
     assert save_labels(session=session, labels=[chargeback, confirmation]) == 1
     assert count(session, LabelRow) == 3
-    rows = session.scalars(
-        select(LabelRow).where(LabelRow.transaction_id == "tx-1").order_by(LabelRow.id)
-    ).all()
+    rows = session.scalars(select(LabelRow).where(LabelRow.transaction_id == "tx-1").order_by(LabelRow.id)).all()
     assert [(r.label, r.is_fraud, r.source) for r in rows] == [
         ("chargeback", True, "issuer-feed"),
         ("confirmed_legitimate", False, None),
@@ -304,9 +298,7 @@ def test_labelled_history_of_an_empty_database_has_the_columns(session: Session)
 
 def test_model_and_rule_versions_are_recorded_once(session: Session) -> None:
     activated = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
-    assert record_model_version(
-        session=session, version="m-1", activated_at=activated, metadata={"auc": 0.91}
-    )
+    assert record_model_version(session=session, version="m-1", activated_at=activated, metadata={"auc": 0.91})
     assert not record_model_version(session=session, version="m-1", metadata={"auc": 0.5})
     model = session.get(ModelVersionRow, "m-1")
     assert model is not None

@@ -60,10 +60,16 @@ def auth(key: str = KEY) -> dict[str, str]:
         ("POST", "/v1/score", make_transaction_dict()),
         ("GET", "/v1/verdicts/tx-1", None),
         ("GET", "/v1/verdicts?card_id=c1", None),
-        ("POST", "/v1/labels", {"transaction_id": "t1", "label": "chargeback", "reported_at": "2026-11-01T00:00:00Z"}),
+        (
+            "POST",
+            "/v1/labels",
+            {"transaction_id": "t1", "label": "chargeback", "reported_at": "2026-11-01T00:00:00Z"},
+        ),
     ],
 )
-@pytest.mark.parametrize("headers", [{}, auth("wrong-key"), {"Authorization": "Basic abc"}, {"Authorization": "Bearer"}])
+@pytest.mark.parametrize(
+    "headers", [{}, auth("wrong-key"), {"Authorization": "Basic abc"}, {"Authorization": "Bearer"}]
+)
 async def test_every_business_endpoint_refuses_a_missing_or_wrong_key(
     client: httpx.AsyncClient, method: str, path: str, body: Any, headers: dict[str, str]
 ) -> None:

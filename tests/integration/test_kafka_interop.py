@@ -20,9 +20,7 @@ def _kcat(*args: str, input_bytes: bytes | None = None) -> bytes:
     return done.stdout
 
 
-async def test_kcat_produces_and_aiokafka_reads_back(
-    kafka_broker: Broker, make_topic: Callable[..., str]
-) -> None:
+async def test_kcat_produces_and_aiokafka_reads_back(kafka_broker: Broker, make_topic: Callable[..., str]) -> None:
     topic = make_topic(partitions=4)
     txs = [transaction_dict(transaction_id=f"kcat-{i}", card_id=f"card-{i % 3}") for i in range(9)]
     lines = b"".join(f"{tx['card_id']}\t{json.dumps(tx)}\n".encode() for tx in txs)
@@ -46,14 +44,10 @@ async def test_kcat_produces_and_aiokafka_reads_back(
     for tx in txs:
         key, partition = got[tx["transaction_id"]]
         assert key == tx["card_id"].encode()
-        assert partition == partitioner(key, partitions, partitions), (
-            "kcat and aiokafka disagree on the partition"
-        )
+        assert partition == partitioner(key, partitions, partitions), "kcat and aiokafka disagree on the partition"
 
 
-async def test_aiokafka_produces_and_kcat_reads_back(
-    kafka_broker: Broker, make_topic: Callable[..., str]
-) -> None:
+async def test_aiokafka_produces_and_kcat_reads_back(kafka_broker: Broker, make_topic: Callable[..., str]) -> None:
     topic = make_topic(partitions=2)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
     await producer.start()
@@ -65,9 +59,7 @@ async def test_aiokafka_produces_and_kcat_reads_back(
         await producer.stop()
     out = _kcat("-b", kafka_broker.bootstrap, "-t", topic, "-C", "-e", "-q", "-f", "%k\t%s\n")
     rows = [line.split("\t", 1) for line in out.decode().splitlines()]
-    assert sorted(parse_transaction(value).transaction_id for _, value in rows) == [
-        f"aio-{i}" for i in range(5)
-    ]
+    assert sorted(parse_transaction(value).transaction_id for _, value in rows) == [f"aio-{i}" for i in range(5)]
     assert all(parse_transaction(value).card_id == key for key, value in rows)
 
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from confluent_kafka.admin import AdminClient
 
 from pipeline.kafka.admin import TopicSpec, default_topic_specs, ensure_topics

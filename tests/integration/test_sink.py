@@ -49,7 +49,9 @@ def counts(url: str) -> tuple[int, int, int]:
     engine = make_engine(url)
     try:
         with session_factory(engine)() as s:
-            return tuple(s.scalar(select(func.count()).select_from(t)) or 0 for t in (VerdictRow, TransactionRow, LabelRow))  # type: ignore[return-value]
+            return tuple(
+                s.scalar(select(func.count()).select_from(t)) or 0 for t in (VerdictRow, TransactionRow, LabelRow)
+            )  # type: ignore[return-value]
     finally:
         engine.dispose()
 
@@ -87,7 +89,9 @@ async def test_a_burst_lands_exactly_once_and_a_replay_changes_nothing(
     txs = [make_transaction_dict(transaction_id=f"tx-{i}") for i in range(300)]
     await produce(kafka_broker.bootstrap, k.transactions_topic, [(t["card_id"], t) for t in txs])
     await produce(kafka_broker.bootstrap, k.transactions_topic, [("bad", {"not": "a transaction"})])
-    labels = [{"transaction_id": f"tx-{i}", "label": "chargeback", "reported_at": "2026-11-20T10:00:00Z"} for i in range(40)]
+    labels = [
+        {"transaction_id": f"tx-{i}", "label": "chargeback", "reported_at": "2026-11-20T10:00:00Z"} for i in range(40)
+    ]
     await produce(kafka_broker.bootstrap, k.labels_topic, [(lb["transaction_id"], lb) for lb in labels])
     engine = make_engine(database_url)
     try:

@@ -48,24 +48,18 @@ def test_redacted_url_never_shows_the_password() -> None:
     [
         # libpq texts of connection failures, which carry no SQLSTATE
         (
-            psycopg.OperationalError(
-                'connection to server at "db" (10.0.0.5), port 5432 failed: Connection refused'
-            ),
+            psycopg.OperationalError('connection to server at "db" (10.0.0.5), port 5432 failed: Connection refused'),
             True,
         ),
         (
-            psycopg.OperationalError(
-                'could not translate host name "db" to address: Name or service not known'
-            ),
+            psycopg.OperationalError('could not translate host name "db" to address: Name or service not known'),
             True,
         ),
         (psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly"), True),
         (psycopg.OperationalError("port 5432 failed: FATAL:  the database system is starting up"), True),
         (psycopg.OperationalError("port 5432 failed: FATAL:  sorry, too many clients already"), True),
         (
-            psycopg.OperationalError(
-                'port 5432 failed: FATAL:  password authentication failed for user "rs"'
-            ),
+            psycopg.OperationalError('port 5432 failed: FATAL:  password authentication failed for user "rs"'),
             False,
         ),
         (psycopg.OperationalError('port 5432 failed: FATAL:  database "rs" does not exist'), False),
@@ -90,9 +84,7 @@ def test_redacted_url_never_shows_the_password() -> None:
         (ValueError("not a database error"), False),
     ],
 )
-def test_outages_are_transient_and_everything_else_permanent(
-    driver_error: Exception, transient: bool
-) -> None:
+def test_outages_are_transient_and_everything_else_permanent(driver_error: Exception, transient: bool) -> None:
     wrapped = exc.OperationalError("INSERT INTO verdicts ...", {}, driver_error)
     assert is_transient(driver_error) is transient
     assert is_transient(wrapped) is transient

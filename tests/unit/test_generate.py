@@ -46,9 +46,7 @@ def _home_locations(df: pd.DataFrame) -> pd.DataFrame:
 def _km_from_home(rows: pd.DataFrame, home: pd.DataFrame) -> np.ndarray:
     located = rows[rows["lat"].notna() & rows["card_id"].isin(home.index)]
     h = home.loc[located["card_id"]]
-    return haversine_km(
-        located["lat"].to_numpy(), located["lon"].to_numpy(), h["lat"].to_numpy(), h["lon"].to_numpy()
-    )
+    return haversine_km(located["lat"].to_numpy(), located["lon"].to_numpy(), h["lat"].to_numpy(), h["lon"].to_numpy())
 
 
 # --- shape, determinism, validity -----------------------------------------------------------------------

@@ -53,19 +53,13 @@ def test_generated_transactions_round_trip_through_every_format(
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)
-def test_rows_read_back_give_the_same_wire_records(
-    generated: pd.DataFrame, tmp_path: Path, suffix: str
-) -> None:
+def test_rows_read_back_give_the_same_wire_records(generated: pd.DataFrame, tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"tx{suffix}"
     write_transactions(generated, path)
-    assert list(iter_wire_transactions(read_transactions_file(path))) == list(
-        iter_wire_transactions(generated)
-    )
+    assert list(iter_wire_transactions(read_transactions_file(path))) == list(iter_wire_transactions(generated))
 
 
-def test_writing_replaces_an_existing_file_and_leaves_no_partial_file(
-    generated: pd.DataFrame, tmp_path: Path
-) -> None:
+def test_writing_replaces_an_existing_file_and_leaves_no_partial_file(generated: pd.DataFrame, tmp_path: Path) -> None:
     path = tmp_path / "tx.parquet"
     path.write_bytes(b"old")
     write_transactions(generated.head(10), path)
@@ -77,9 +71,7 @@ def test_writing_replaces_an_existing_file_and_leaves_no_partial_file(
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)
-def test_missing_required_column_error_names_the_column(
-    generated: pd.DataFrame, tmp_path: Path, suffix: str
-) -> None:
+def test_missing_required_column_error_names_the_column(generated: pd.DataFrame, tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"tx{suffix}"
     write_transactions(generated.drop(columns=["card_id"]), path)
     with pytest.raises(TransactionFileError, match="'card_id'"):
@@ -87,9 +79,7 @@ def test_missing_required_column_error_names_the_column(
 
 
 @pytest.mark.parametrize("name", ["tx.txt", "tx", "tx.json"])
-def test_unknown_suffix_is_refused_for_reading_and_writing(
-    generated: pd.DataFrame, tmp_path: Path, name: str
-) -> None:
+def test_unknown_suffix_is_refused_for_reading_and_writing(generated: pd.DataFrame, tmp_path: Path, name: str) -> None:
     with pytest.raises(TransactionFileError, match="unknown transaction file suffix"):
         read_transactions_file(tmp_path / name)
     with pytest.raises(TransactionFileError, match="unknown transaction file suffix"):
@@ -192,9 +182,7 @@ def test_wire_records_omit_missing_optionals_and_use_plain_json_types() -> None:
 
 def test_wire_records_convert_raw_frames_with_numbers_and_other_time_zones() -> None:
     df = _frame(card_bin=[412345, 51234567], amount=[12, 7])
-    df["timestamp"] = pd.to_datetime(["2026-10-01T14:00:00", "2026-10-01T15:00:00"]).tz_localize(
-        "Europe/Paris"
-    )
+    df["timestamp"] = pd.to_datetime(["2026-10-01T14:00:00", "2026-10-01T15:00:00"]).tz_localize("Europe/Paris")
     first, second = iter_wire_transactions(df)
     assert first["timestamp"] == "2026-10-01T12:00:00.000Z"
     assert (first["card_bin"], second["card_bin"]) == ("412345", "51234567")
@@ -202,9 +190,7 @@ def test_wire_records_convert_raw_frames_with_numbers_and_other_time_zones() -> 
     assert type(first["amount"]) is float
 
 
-def test_wire_records_keep_row_order_across_chunks(
-    generated: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_wire_records_keep_row_order_across_chunks(generated: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(io, "_CHUNK_ROWS", 7)
     ids = [record["transaction_id"] for record in iter_wire_transactions(generated.iloc[::-1])]
     assert ids == generated["transaction_id"].tolist()[::-1]

@@ -36,12 +36,27 @@ def test_the_shipped_default_rules_load(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("rules:\n  - id: a\n    when: amount >\n    action: review\n    state: enforce\n", "r.yaml:3 (rule a)"),
-        ("rules:\n  - id: a\n    when: amount > 1\n    action: block\n    state: enforce\n", "action must be one of"),
-        ("rules:\n  - id: a\n    when: amount > 1\n    action: review\n    state: live\n", "state must be one of"),
+        (
+            "rules:\n  - id: a\n    when: amount >\n    action: review\n    state: enforce\n",
+            "r.yaml:3 (rule a)",
+        ),
+        (
+            "rules:\n  - id: a\n    when: amount > 1\n    action: block\n    state: enforce\n",
+            "action must be one of",
+        ),
+        (
+            "rules:\n  - id: a\n    when: amount > 1\n    action: review\n    state: live\n",
+            "state must be one of",
+        ),
         ("rules:\n  - id: a\n    action: review\n    state: enforce\n", "`when` is required"),
-        ("rules:\n  - id: a\n    when: x > 1\n    action: review\n    state: enforce\n    colour: red\n", "unknown key"),
-        ("rules:\n  - id: a\n    when: amount > 1\n    action: review\n    state: enforce\n    score: 2\n", "between 0 and 1"),
+        (
+            "rules:\n  - id: a\n    when: x > 1\n    action: review\n    state: enforce\n    colour: red\n",
+            "unknown key",
+        ),
+        (
+            "rules:\n  - id: a\n    when: amount > 1\n    action: review\n    state: enforce\n    score: 2\n",
+            "between 0 and 1",
+        ),
         ("rules: [\n", "not valid YAML"),
         ("just text\n", "expected a mapping"),
     ],
