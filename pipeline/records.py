@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.currencies import ISO_4217
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 Channel = Literal["pos", "ecom", "atm", "moto", "in_app"]
 Decision = Literal["approve", "review", "decline", "challenge"]
@@ -106,10 +106,11 @@ class Transaction(BaseModel):
             raise ValueError(f"unknown ISO 4217 currency {value!r}")
         return value
 
-    @field_validator("card_id", "customer_id", "merchant_id", "device_id", "transaction_id")
+    @field_validator("card_id", "customer_id", "merchant_id", "device_id", "transaction_id", mode="before")
     @classmethod
-    def _no_pan(cls, value: str | None) -> str | None:
-        if value is not None and looks_like_pan(value):
+    def _no_pan(cls, value: Any) -> Any:
+        # Before the pattern check, so "4111 1111 1111 1111" is called what it is: a card number.
+        if isinstance(value, str) and looks_like_pan(value):
             raise ValueError("looks like a card number (PAN); send a token, never the PAN")
         return value
 
@@ -173,7 +174,7 @@ class Verdict(BaseModel):
     amount: float | None = None
     currency: str | None = None
     features: dict[str, float | None] | None = None
-    schema_version: int = SCHEMA_VERSION
+    schema_version: Literal[1] = SCHEMA_VERSION
 
 
 class Label(BaseModel):
@@ -188,10 +189,10 @@ class Label(BaseModel):
     merchant_id: Identifier | None = None
     source: str | None = Field(None, max_length=64)
 
-    @field_validator("card_id", "merchant_id")
+    @field_validator("card_id", "merchant_id", mode="before")
     @classmethod
-    def _no_pan(cls, value: str | None) -> str | None:
-        if value is not None and looks_like_pan(value):
+    def _no_pan(cls, value: Any) -> Any:
+        if isinstance(value, str) and looks_like_pan(value):
             raise ValueError("looks like a card number (PAN); send a token, never the PAN")
         return value
 

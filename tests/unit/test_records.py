@@ -1,0 +1,84 @@
+"""The validator: every way a transaction can be wrong gives one clear, one-line error naming the field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from pipeline.records import RecordError, looks_like_pan, parse_label, parse_transaction
+from tests.contract.test_schemas import SCHEMA_BREAKS, VALID_TX, VALIDATOR_ONLY, mutate
+
+FIELD_OF = {
+    "missing transaction_id": "transaction_id", "missing timestamp": "timestamp", "missing amount": "amount",
+    "missing currency": "currency", "missing card_id": "card_id", "missing merchant_id": "merchant_id",
+    "amount zero": "amount", "amount negative": "amount", "amount absurd": "amount", "amount as string": "amount",
+    "unknown currency": "currency", "lowercase currency": "currency", "bad timestamp": "timestamp",
+    "id with spaces": "card_id", "empty id": "merchant_id", "id too long": "card_id", "bad bin": "card_bin",
+    "bad channel": "channel", "bad country": "country", "lat out of range": "lat", "lon out of range": "lon",
+    "extra field": "pan", "category with capitals": "merchant_category", "id as number": "transaction_id",
+    "PAN as card_id": "card_id", "PAN with dashes": "card_id", "no UTC offset": "timestamp", "ancient": "timestamp",
+    "far future": "timestamp", "not an ip": "ip", "lat without lon": "lat and lon",
+}  # fmt: skip
+CASES = SCHEMA_BREAKS + VALIDATOR_ONLY
+
+
+@pytest.mark.parametrize(("case", "change"), CASES, ids=[c for c, _ in CASES])
+def test_each_broken_rule_gives_one_clear_error_naming_the_field(case: str, change: dict[str, Any]) -> None:
+    with pytest.raises(RecordError) as info:
+        parse_transaction(json.dumps(mutate(change)).encode())
+    reason = info.value.reason
+    assert "\n" not in reason
+    assert FIELD_OF[case] in reason, reason
+
+
+def test_a_pan_is_refused_and_never_echoed() -> None:
+    with pytest.raises(RecordError) as info:
+        parse_transaction(json.dumps(mutate({"card_id": "4111 1111 1111 1111"})).encode())
+    assert "card number" in info.value.reason
+    assert "4111" not in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b'{"transaction_id": "t", ', "not valid JSON"),
+        (b"\xff\xfe\x00garbage", "not valid UTF-8"),
+        (b"[1, 2, 3]", "record"),
+        (b"null", "record"),
+        (b"", "not valid JSON"),
+    ],
+)
+def test_non_records_are_refused_with_a_reason(raw: bytes, fragment: str) -> None:
+    with pytest.raises(RecordError) as info:
+        parse_transaction(raw)
+    assert fragment in info.value.reason
+
+
+def test_a_one_megabyte_payload_is_refused_quickly() -> None:
+    doc = dict(VALID_TX, merchant_category="x" * 1_000_000)
+    with pytest.raises(RecordError, match="merchant_category"):
+        parse_transaction(json.dumps(doc).encode())
+
+
+def test_valid_transactions_round_trip() -> None:
+    tx = parse_transaction(json.dumps(VALID_TX).encode())
+    assert tx.transaction_id == "t-1" and tx.amount == 12.5
+    assert tx.event_time_ms % 1000 == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "pan"),
+    [("4111111111111111", True), ("4111 1111 1111 1111", True), ("4111111111111112", False),
+     ("card-4111111111111111", False), ("123456789012", False), ("5500-0000-0000-0004", True)],
+)  # fmt: skip
+def test_pan_detection(value: str, pan: bool) -> None:
+    assert looks_like_pan(value) is pan
+
+
+def test_labels_are_validated_too() -> None:
+    assert parse_label(b'{"transaction_id":"t","label":"chargeback","reported_at":"2026-11-01T00:00:00Z"}').is_fraud
+    with pytest.raises(RecordError, match="label"):
+        parse_label(b'{"transaction_id":"t","label":"maybe","reported_at":"2026-11-01T00:00:00Z"}')
