@@ -1,0 +1,93 @@
+"""Pipeline throughput against its baselines, on the same broker and the same backlog.
+
+A backlog of generated transactions on 8 partitions; then the consumer under test starts and the rate is
+taken from the first to the last output record's broker timestamp (start-up and group join excluded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.benchmarks.common import BenchEnv, Figure, Role, stop_all
+
+
+def produce_backlog(bootstrap: str, topic: str, records: list[dict[str, Any]]) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "partitioner": "murmur2_random",
+                         "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})  # fmt: skip
+    for record in records:
+        while True:
+            try:
+                producer.produce(topic, key=record["card_id"], value=orjson.dumps(record))
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120) != 0:
+        raise RuntimeError("backlog not fully delivered")
+
+
+async def output_rate(bootstrap: str, topic: str, expected: int, timeout_s: float, roles: list[Role]) -> float:
+    """Records per second between the first and the last of `expected` distinct keys on `topic`."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                fetch_max_wait_ms=100)  # fmt: skip
+    await consumer.start()
+    seen: set[bytes] = set()
+    first = last = None
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(seen) < expected:
+            if time.monotonic() > deadline or not all(r.alive() for r in roles):  # a dead role: report, not hang
+                raise RuntimeError(f"only {len(seen)} of {expected} outputs on {topic}")
+            for messages in (await consumer.getmany(timeout_ms=500, max_records=20_000)).values():
+                for m in messages:
+                    if m.key not in seen:
+                        seen.add(m.key)
+                        first = m.timestamp if first is None else min(first, m.timestamp)
+                        last = m.timestamp if last is None else max(last, m.timestamp)
+    finally:
+        await consumer.stop()
+    assert first is not None and last is not None
+    return expected / max((last - first) / 1000, 1e-3)
+
+
+def measure(env: BenchEnv, records: list[dict[str, Any]], role_args: list[list[str]], key: str,
+            timeout_s: float) -> float:  # fmt: skip
+    """Create topics, load the backlog, start the roles, return their output rate."""
+    env.create_topics()
+    produce_backlog(env.bootstrap, env.topics["TRANSACTIONS_TOPIC"], records)
+    roles = [Role(args, env.environ(), env.root / f"{key}-{i}.log").start() for i, args in enumerate(role_args)]
+    try:
+        return asyncio.run(output_rate(env.bootstrap, env.topics["VERDICTS_TOPIC"], len(records), timeout_s, roles))
+    finally:
+        stop_all(roles)
+
+
+def run(bootstrap: str, root: Path, records: list[dict[str, Any]], naive_records: list[dict[str, Any]],
+        models_dir: Path, reps: int) -> list[Figure]:  # fmt: skip
+    worker = ["-m", "pipeline.cli", "worker"]
+    figures = {
+        "raw": Figure("raw aiokafka consume→JSON→produce (ceiling, a)", "tx/s"),
+        "naive": Figure("naive Faust agent, windowed tables, send per event (b)", "tx/s"),
+        "one": Figure("riskstream, 1 worker: features + model + rules + verdicts", "tx/s"),
+        "two": Figure("riskstream, 2 workers", "tx/s"),
+    }
+    model_env = {"RISKSTREAM_MODEL__DIR": str(models_dir)}
+    for _ in range(reps):
+        figures["raw"].values.append(
+            measure(BenchEnv(bootstrap, root), records, [["-m", "pipeline.benchmarks.raw_loop"]], "raw", 300))
+        figures["one"].values.append(
+            measure(BenchEnv(bootstrap, root, extra=model_env), records, [worker], "one", 900))
+        figures["two"].values.append(
+            measure(BenchEnv(bootstrap, root, extra=model_env), records, [worker, worker], "two", 900))
+        figures["naive"].values.append(
+            measure(BenchEnv(bootstrap, root), naive_records, [["-m", "pipeline.benchmarks.naive_faust", "worker"]],
+                    "naive", 900))  # fmt: skip
+    return list(figures.values())
