@@ -18,30 +18,36 @@ T = TypeVar("T")
 
 
 class OrderedAcks(Generic[T]):
-    """Tracks records per partition; `done` marks one finished, `pop_ready` returns the ackable prefix."""
+    """Tracks records per partition; `done` marks one finished, `pop_ready` returns the ackable prefix.
+
+    A record carrying several items (a batched internal record) is tracked with a count and finished
+    when `done` was called that many times.
+    """
 
     def __init__(self) -> None:
-        self._partitions: dict[int, OrderedDict[int, tuple[T, bool]]] = {}
+        self._partitions: dict[int, OrderedDict[int, tuple[T, int]]] = {}
 
     def __len__(self) -> int:
         return sum(len(p) for p in self._partitions.values())
 
-    def track(self, partition: int, offset: int, token: T) -> None:
+    def track(self, partition: int, offset: int, token: T, count: int = 1) -> None:
         """Register a record as it is read (offsets arrive in increasing order per partition)."""
-        self._partitions.setdefault(partition, OrderedDict())[offset] = (token, False)
+        self._partitions.setdefault(partition, OrderedDict())[offset] = (token, count)
 
     def done(self, partition: int, offset: int) -> None:
+        """One item of the record is finished."""
         records = self._partitions.get(partition)
         if records is not None and offset in records:
-            records[offset] = (records[offset][0], True)
+            token, remaining = records[offset]
+            records[offset] = (token, remaining - 1)
 
     def pop_ready(self) -> list[T]:
         """Tokens of every partition's finished prefix, in offset order; they leave the tracker."""
         out: list[T] = []
         for records in self._partitions.values():
             while records:
-                offset, (token, finished) = next(iter(records.items()))
-                if not finished:
+                offset, (token, remaining) = next(iter(records.items()))
+                if remaining > 0:
                     break
                 del records[offset]
                 out.append(token)

@@ -141,14 +141,27 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         committed = consumer._committed_offset.get(tp)  # set when the partition was assigned
         return bool((committed or 0) >= highwater)
 
-    async def send_markers(source_partitions: Sequence[int]) -> None:
-        sends: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
-        for p in source_partitions:
-            value = wire.entity_marker_record(
-                source=p, forwarded_ms=forwarded_ms.get(p, -(2**62)), caught_up=await caught_up(p)
-            )
-            sends.extend((kafka.entity_topic, None, value, q, None) for q in range(partitions))
-        await send_all(sends)
+    async def markers_for(source_partitions: Sequence[int]) -> list[tuple[int, int, bool]]:
+        return [(p, forwarded_ms.get(p, -(2**62)), await caught_up(p)) for p in source_partitions]
+
+    def entity_sends(
+        items: Sequence[tuple[bytes, bytes]], markers: list[tuple[int, int, bool]]
+    ) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
+        """One record per entity partition: its items, then every source's progress (see pipeline.merge)."""
+        by_partition: dict[int, list[bytes]] = {}
+        for key, item in items:
+            by_partition.setdefault(wire.partition_for(key, partitions), []).append(item)
+        return [
+            (kafka.entity_topic, None, wire.entity_batch(by_partition.get(q, []), markers), q, None)
+            for q in range(partitions)
+        ]
+
+    def partial_sends(partials: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
+        """One record per partials partition, all of a transaction's partials in the same partition."""
+        by_partition: dict[int, list[bytes]] = {}
+        for key, partial in partials:
+            by_partition.setdefault(wire.partition_for(key, partitions), []).append(partial)
+        return [(kafka.partials_topic, None, wire.partials_batch(v), q, None) for q, v in by_partition.items()]
 
     @app.agent(tx_topic, name="card_stage")
     async def card_stage(stream: Any) -> None:
@@ -174,16 +187,16 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                     dl.reason,
                 )
                 sends.append((kafka.dlq_topic, dl.key, dl.value or b"", None, headers))
-            sends.extend((kafka.entity_topic, k, v, None, None) for k, v in result.entity_records)
-            sends.extend((kafka.partials_topic, k, v, None, None) for k, v in result.partials)
-            await send_all(sends)
-            write_state(card_table, result.state_writes)
             for r in records:
                 if r.offset > processed_offset.get(r.partition, -1):
                     processed_offset[r.partition] = r.offset
             for p, ms in result.forwarded_ms.items():
                 forwarded_ms[p] = max(ms, forwarded_ms.get(p, ms))
-            await send_markers(sorted({r.partition for r in records}))
+            markers = await markers_for(sorted({r.partition for r in records}))
+            sends.extend(entity_sends(result.entity_records, markers))
+            sends.extend(partial_sends(result.partials))
+            await send_all(sends)
+            write_state(card_table, result.state_writes)
             stats.transactions += len(records)
             stats.dead_letters += len(result.dead_letters)
             stats.duplicates += result.duplicates
@@ -200,7 +213,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         """Tell entity partitions how far each source is, so an idle source never holds the merge."""
         assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == kafka.transactions_topic]
         if assigned:
-            await send_markers(sorted(assigned))
+            await send_all(entity_sends([], await markers_for(sorted(assigned))))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_sources(app_: faust.App, revoked: set[TP], **_: Any) -> None:
@@ -228,26 +241,26 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         async for taken in stream.noack_take(batch, within=within):
             events = await admit(taken, entity_guard, kafka.entity_topic)
             touched: set[int] = set()
+            now_ms = int(time.time() * 1000)
             for event in events:
                 message = event.message
-                entity_acks.track(message.partition, message.offset, event)
-                envelope, raw = wire.decode_entity_record(message.value)
+                items, markers = wire.decode_entity_batch(message.value)
+                entity_acks.track(message.partition, message.offset, event, len(items))
                 merger = mergers.get(message.partition)
                 if merger is None:
                     merger = mergers[message.partition] = EventTimeMerger(
                         partitions, lateness_ms, idle_release_ms=int(worker.idle_release_seconds * 1000)
                     )
                 touched.add(message.partition)
-                if envelope["k"] == "m":
-                    merger.mark(envelope["s"], envelope["f"], envelope["c"], now_ms=int(time.time() * 1000))
-                    entity_acks.done(message.partition, message.offset)
-                    continue
-                item = stages.EntityItem(message.partition, message.key, envelope["t"], envelope["id"], raw)
-                merger.add(envelope["s"], (envelope["t"], envelope["id"]), (item, event))
+                for it in items:
+                    entity_item = stages.EntityItem(message.partition, it["e"].encode(), it["t"], it["id"], it["r"])
+                    merger.add(it["s"], (it["t"], it["id"]), (entity_item, event))
+                for source, forwarded, is_caught_up in markers:
+                    merger.mark(source, forwarded, is_caught_up, now_ms=now_ms)
             released = [pair for p in sorted(touched) for pair in mergers[p].release()]
             if released:
                 result = stages.process_entity_items((item for item, _ in released), entity_table.data.get)
-                await send_all([(kafka.partials_topic, k, v, None, None) for k, v in result.partials])
+                await send_all(partial_sends(result.partials))
                 write_state(entity_table, result.state_writes)
                 stats.late_or_redelivered += result.late_or_redelivered
                 metrics.LATE.inc(result.late_or_redelivered)
@@ -302,13 +315,14 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             completed: list[stages.Joined] = []
             sends: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
             for event in events:
-                join_acks.track(event.message.partition, event.message.offset, event)
-                partial = wire.decode_partial(event.message.value)
-                if partial["p"] == "dup":
-                    sends.extend(answer_repeat(partial))
-                done, ackable = joiner.add(partial, event, now_ms)
-                completed.extend(done)
-                to_ack.extend(ackable)
+                partials = wire.decode_partials(event.message.value)
+                join_acks.track(event.message.partition, event.message.offset, event, len(partials))
+                for partial in partials:
+                    if partial["p"] == "dup":
+                        sends.extend(answer_repeat(partial))
+                    done, ackable = joiner.add(partial, event, now_ms)
+                    completed.extend(done)
+                    to_ack.extend(ackable)
             for tx_id, tokens, had_card in joiner.expire(now_ms):
                 if had_card:
                     log.error("join expired transaction_id=%s: an entity partial never arrived", tx_id)

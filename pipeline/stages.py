@@ -22,6 +22,7 @@ from typing import Any
 from pipeline import features as F
 from pipeline import wire
 from pipeline.records import RecordError, parse_transaction
+from pipeline.features.offline import TxRow
 from pipeline.wire import RawRecord
 
 StateLoader = Callable[[bytes], bytes | None]
@@ -104,14 +105,16 @@ def process_card_batch(
         parts: list[str] = []
         for kind, entity_id in F.entity_keys(tx):
             parts.append(kind)
-            envelope = wire.entity_tx_record(
+            entity_key = f"{kind}:{entity_id}"
+            item = wire.entity_item(
+                entity_key=entity_key,
                 source=record.partition,
                 offset=record.offset,
                 event_time_ms=event_ms,
                 tx_id=tx.transaction_id,
                 raw=record.value,
             )
-            out.entity_records.append((f"{kind}:{entity_id}".encode(), envelope))
+            out.entity_records.append((entity_key.encode(), item))
         if event_ms > out.forwarded_ms.get(record.partition, -(2**62)):
             out.forwarded_ms[record.partition] = event_ms
         out.partials.append(
@@ -146,7 +149,8 @@ class EntityItem:
     key: bytes
     event_time_ms: int
     tx_id: str
-    raw: bytes
+    #: The validated transaction's fields (validated by the card stage; not validated again).
+    fields: dict[str, Any]
 
 
 @dataclass
@@ -170,7 +174,7 @@ def process_entity_items(items: Iterable[EntityItem], load_state: StateLoader) -
             last_ms, hashes, state_bytes = wire.split_entity_value(load_state(item.key))
             cached = (last_ms, hashes, F.EntityState.from_bytes(kind, state_bytes), item.partition)
         last_ms, hashes, state, _ = cached
-        tx = parse_transaction(item.raw)
+        tx = TxRow(**item.fields, event_time_ms=item.event_time_ms)
         h = stable_hash64(item.tx_id)
         already = item.event_time_ms < last_ms or (item.event_time_ms == last_ms and h in hashes)
         if already:

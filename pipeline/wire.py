@@ -8,6 +8,7 @@ that re-reads after a crash can recognise what it already applied.
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,32 +37,44 @@ class RawRecord:
     timestamp_ms: int = 0
 
 
-# --- entity topic ---------------------------------------------------------------------------------------
+# --- internal topics: batched records ---------------------------------------------------------------------
+# A stage sends one record per destination partition per batch, not one per item: Faust's cost is per
+# record, and a transaction fans out to up to three entity partitions and four partials. The partition is
+# chosen here (`partition_for`), so every item of a key always lands in the same partition.
 
 
-def entity_tx_record(*, source: int, offset: int, event_time_ms: int, tx_id: str, raw: bytes) -> bytes:
-    return orjson.dumps({"k": "t", "s": source, "o": offset, "t": event_time_ms, "id": tx_id}) + b"\n" + raw
+def partition_for(key: bytes, partitions: int) -> int:
+    """Stable partition of an internal key (entity key or transaction id)."""
+    return zlib.crc32(key) % partitions
 
 
-def entity_marker_record(*, source: int, forwarded_ms: int, caught_up: bool) -> bytes:
-    return orjson.dumps({"k": "m", "s": source, "f": forwarded_ms, "c": caught_up})
+def entity_item(*, entity_key: str, source: int, offset: int, event_time_ms: int, tx_id: str, raw: bytes) -> bytes:
+    """One transaction for one entity; `raw` is the validated transaction JSON, embedded as is."""
+    return orjson.dumps(
+        {"e": entity_key, "s": source, "o": offset, "t": event_time_ms, "id": tx_id, "r": orjson.Fragment(raw)}
+    )
 
 
-def decode_entity_record(value: bytes) -> tuple[dict[str, Any], bytes]:
-    """Split an entity-topic record into its envelope and, for transactions, the original JSON bytes."""
-    head, _sep, raw = value.partition(b"\n")
-    return orjson.loads(head), raw
+def entity_batch(items: list[bytes], markers: list[tuple[int, int, bool]]) -> bytes:
+    """Items for one entity partition, then each source's progress after them (see `pipeline.merge`)."""
+    return b'{"i":[' + b",".join(items) + b'],"m":' + orjson.dumps(markers) + b"}"
 
 
-# --- partials topic -------------------------------------------------------------------------------------
+def decode_entity_batch(value: bytes) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+    record = orjson.loads(value)
+    return record["i"], record["m"]
 
 
 def encode_partial(payload: dict[str, Any]) -> bytes:
     return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def decode_partial(value: bytes) -> dict[str, Any]:
-    result: dict[str, Any] = orjson.loads(value)
+def partials_batch(partials: list[bytes]) -> bytes:
+    return b"[" + b",".join(partials) + b"]"
+
+
+def decode_partials(value: bytes) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = orjson.loads(value)
     return result
 
 
