@@ -156,7 +156,9 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             for q in range(partitions)
         ]
 
-    def partial_sends(partials: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
+    def partial_sends(
+        partials: Sequence[tuple[bytes, bytes]],
+    ) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
         """One record per partials partition, all of a transaction's partials in the same partition."""
         by_partition: dict[int, list[bytes]] = {}
         for key, partial in partials:

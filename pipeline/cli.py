@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "pipeline.commands.models",
     "pipeline.commands.sink",
     "pipeline.commands.streams",
+    "pipeline.commands.bench",
 )
 
 for _name in _COMMAND_MODULES:

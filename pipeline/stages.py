@@ -21,8 +21,8 @@ from typing import Any
 
 from pipeline import features as F
 from pipeline import wire
-from pipeline.records import RecordError, parse_transaction
 from pipeline.features.offline import TxRow
+from pipeline.records import RecordError, parse_transaction
 from pipeline.wire import RawRecord
 
 StateLoader = Callable[[bytes], bytes | None]
@@ -288,7 +288,13 @@ class Joiner:
         An entry without a card partial is an orphan: entity partials re-sent after a restart for a
         transaction that was joined before it. Harmless; an entry with its card partial is a real loss.
         """
-        expired = [tx for tx, e in self._pending.items() if now_ms - e.first_seen_ms > self._timeout_ms]
+        # Entries are kept in arrival order, so the expired ones are a prefix: stop at the first fresh one
+        # (scanning every pending entry per batch made a backlog quadratic).
+        expired = []
+        for tx, entry in self._pending.items():
+            if now_ms - entry.first_seen_ms <= self._timeout_ms:
+                break
+            expired.append(tx)
         out = []
         for tx in expired:
             entry = self._pending.pop(tx)

@@ -1,8 +1,9 @@
 """`riskstream train`: data → features (the stream's own code) → XGBoost → calibration → thresholds → report.
 
-Split by event time into train / validation / test with a gap of one label delay before validation and
-before test: a transaction near the end of the training period would not have its chargeback yet in
-real life, and training on it would leak the future.
+Split by event time into train / validation / test, with a gap of one label delay between train and
+validation: a transaction near the end of the training period would not have its chargeback yet in real
+life, and training on it would leak the future. Validation (early stopping, calibration, thresholds) and
+test are both judged in hindsight, with every label known, so they need no gap between them.
 """
 
 from __future__ import annotations
@@ -77,12 +78,12 @@ def data_fingerprint(df: pd.DataFrame) -> str:
 def time_split(
     event_ms: np.ndarray, *, train_fraction: float, validation_fraction: float, gap_ms: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Boolean masks for train / validation / test by event time, with `gap_ms` dropped before each cut."""
+    """Boolean masks for train / validation / test by event time; `gap_ms` is dropped before validation."""
     start, end = int(event_ms.min()), int(event_ms.max())
     cut1 = start + int((end - start) * train_fraction)
     cut2 = start + int((end - start) * (train_fraction + validation_fraction))
     train = event_ms < cut1 - gap_ms
-    validation = (event_ms >= cut1) & (event_ms < cut2 - gap_ms)
+    validation = (event_ms >= cut1) & (event_ms < cut2)
     test = event_ms >= cut2
     if not (train.any() and validation.any() and test.any()):
         raise ValueError(

@@ -38,9 +38,14 @@ class Figure:
         return statistics.median(self.values) if self.values else float("nan")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "unit": self.unit, "median": self.median,
-                "min": min(self.values, default=float("nan")), "max": max(self.values, default=float("nan")),
-                "values": self.values}  # fmt: skip
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "median": self.median,
+            "min": min(self.values, default=float("nan")),
+            "max": max(self.values, default=float("nan")),
+            "values": self.values,
+        }
 
 
 @dataclass
@@ -56,20 +61,32 @@ class BenchEnv:
     @property
     def topics(self) -> dict[str, str]:
         s = self.suffix
-        return {"TRANSACTIONS_TOPIC": f"b-tx-{s}", "VERDICTS_TOPIC": f"b-verdicts-{s}", "LABELS_TOPIC": f"b-labels-{s}",
-                "DLQ_TOPIC": f"b-dlq-{s}", "ENTITY_TOPIC": f"b-entity-{s}", "PARTIALS_TOPIC": f"b-partials-{s}"}  # fmt: skip
+        return {
+            "TRANSACTIONS_TOPIC": f"b-tx-{s}",
+            "VERDICTS_TOPIC": f"b-verdicts-{s}",
+            "LABELS_TOPIC": f"b-labels-{s}",
+            "DLQ_TOPIC": f"b-dlq-{s}",
+            "ENTITY_TOPIC": f"b-entity-{s}",
+            "PARTIALS_TOPIC": f"b-partials-{s}",
+        }
 
     def create_topics(self) -> None:
         ensure_topics(self.bootstrap, [TopicSpec(t, self.partitions) for t in self.topics.values()])
 
     def environ(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RISKSTREAM_")}
-        env.update({
-            "RISKSTREAM_ENVIRONMENT": "test", "RISKSTREAM_LOG_FORMAT": "text", "RISKSTREAM_LOG_LEVEL": "WARNING",
-            "RISKSTREAM_KAFKA__BOOTSTRAP": self.bootstrap, "RISKSTREAM_KAFKA__PARTITIONS": str(self.partitions),
-            "RISKSTREAM_WORKER__APP_ID": f"bench-{self.suffix}", "RISKSTREAM_WORKER__WEB_PORT": "0",
-            "RISKSTREAM_WORKER__DATA_DIR": str(self.root / f"worker-{self.suffix}"),
-        })  # fmt: skip
+        env.update(
+            {
+                "RISKSTREAM_ENVIRONMENT": "test",
+                "RISKSTREAM_LOG_FORMAT": "text",
+                "RISKSTREAM_LOG_LEVEL": "WARNING",
+                "RISKSTREAM_KAFKA__BOOTSTRAP": self.bootstrap,
+                "RISKSTREAM_KAFKA__PARTITIONS": str(self.partitions),
+                "RISKSTREAM_WORKER__APP_ID": f"bench-{self.suffix}",
+                "RISKSTREAM_WORKER__WEB_PORT": "0",
+                "RISKSTREAM_WORKER__DATA_DIR": str(self.root / f"worker-{self.suffix}"),
+            }
+        )
         env.update({f"RISKSTREAM_KAFKA__{k}": v for k, v in self.topics.items()})
         env.update(self.extra)
         return env
@@ -84,8 +101,9 @@ class Role:
 
     def start(self) -> Role:
         out = self.log.open("ab")
-        self.proc = subprocess.Popen([sys.executable, *self.args], env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, *self.args], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         return self
 
     def stop(self) -> None:

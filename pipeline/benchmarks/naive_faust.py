@@ -17,13 +17,21 @@ from pipeline.settings import get_settings
 
 settings = get_settings()
 app = faust.App(
-    settings.worker.app_id + "-naive", broker=f"kafka://{settings.kafka.bootstrap}", store="memory://",
-    topic_partitions=settings.kafka.partitions, value_serializer="raw", key_serializer="raw", web_enabled=False,
-    datadir=str(settings.worker.data_dir), producer_linger=0.0,
-)  # fmt: skip
+    settings.worker.app_id + "-naive",
+    broker=f"kafka://{settings.kafka.bootstrap}",
+    store="memory://",
+    topic_partitions=settings.kafka.partitions,
+    value_serializer="raw",
+    key_serializer="raw",
+    web_enabled=False,
+    datadir=str(settings.worker.data_dir),
+    producer_linger=0.0,
+)
 transactions = app.topic(settings.kafka.transactions_topic)
 verdicts = app.topic(settings.kafka.verdicts_topic)
-hopping = app.Table("naive-hopping", default=int).hopping(timedelta(hours=1), timedelta(minutes=10), expires=timedelta(days=1))
+hopping = app.Table("naive-hopping", default=int).hopping(
+    timedelta(hours=1), timedelta(minutes=10), expires=timedelta(days=1)
+)
 tumbling = app.Table("naive-tumbling", default=float).tumbling(timedelta(hours=1), expires=timedelta(days=1))
 
 

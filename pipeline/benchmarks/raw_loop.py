@@ -16,9 +16,14 @@ from pipeline.settings import get_settings
 async def main() -> None:
     s = get_settings()
     consumer = AIOKafkaConsumer(
-        s.kafka.transactions_topic, bootstrap_servers=s.kafka.bootstrap, group_id=s.worker.app_id + "-raw",
-        auto_offset_reset="earliest", enable_auto_commit=True, fetch_max_wait_ms=10, max_partition_fetch_bytes=4 << 20,
-    )  # fmt: skip
+        s.kafka.transactions_topic,
+        bootstrap_servers=s.kafka.bootstrap,
+        group_id=s.worker.app_id + "-raw",
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+        fetch_max_wait_ms=10,
+        max_partition_fetch_bytes=4 << 20,
+    )
     producer = AIOKafkaProducer(bootstrap_servers=s.kafka.bootstrap, linger_ms=5, max_batch_size=256 << 10)
     await consumer.start()
     await producer.start()

@@ -19,8 +19,15 @@ from pipeline.benchmarks.common import BenchEnv, Figure, Role, stop_all
 def produce_backlog(bootstrap: str, topic: str, records: list[dict[str, Any]]) -> None:
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "partitioner": "murmur2_random",
-                         "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})  # fmt: skip
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "partitioner": "murmur2_random",
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
     for record in records:
         while True:
             try:
@@ -36,8 +43,9 @@ async def output_rate(bootstrap: str, topic: str, expected: int, timeout_s: floa
     """Records per second between the first and the last of `expected` distinct keys on `topic`."""
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                fetch_max_wait_ms=100)  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", fetch_max_wait_ms=100
+    )
     await consumer.start()
     seen: set[bytes] = set()
     first = last = None
@@ -55,11 +63,12 @@ async def output_rate(bootstrap: str, topic: str, expected: int, timeout_s: floa
     finally:
         await consumer.stop()
     assert first is not None and last is not None
-    return expected / max((last - first) / 1000, 1e-3)
+    return float(expected / max((last - first) / 1000, 1e-3))
 
 
-def measure(env: BenchEnv, records: list[dict[str, Any]], role_args: list[list[str]], key: str,
-            timeout_s: float) -> float:  # fmt: skip
+def measure(
+    env: BenchEnv, records: list[dict[str, Any]], role_args: list[list[str]], key: str, timeout_s: float
+) -> float:
     """Create topics, load the backlog, start the roles, return their output rate."""
     env.create_topics()
     produce_backlog(env.bootstrap, env.topics["TRANSACTIONS_TOPIC"], records)
@@ -70,8 +79,14 @@ def measure(env: BenchEnv, records: list[dict[str, Any]], role_args: list[list[s
         stop_all(roles)
 
 
-def run(bootstrap: str, root: Path, records: list[dict[str, Any]], naive_records: list[dict[str, Any]],
-        models_dir: Path, reps: int) -> list[Figure]:  # fmt: skip
+def run(
+    bootstrap: str,
+    root: Path,
+    records: list[dict[str, Any]],
+    naive_records: list[dict[str, Any]],
+    models_dir: Path,
+    reps: int,
+) -> list[Figure]:
     worker = ["-m", "pipeline.cli", "worker"]
     figures = {
         "raw": Figure("raw aiokafka consume→JSON→produce (ceiling, a)", "tx/s"),
@@ -82,12 +97,19 @@ def run(bootstrap: str, root: Path, records: list[dict[str, Any]], naive_records
     model_env = {"RISKSTREAM_MODEL__DIR": str(models_dir)}
     for _ in range(reps):
         figures["raw"].values.append(
-            measure(BenchEnv(bootstrap, root), records, [["-m", "pipeline.benchmarks.raw_loop"]], "raw", 300))
-        figures["one"].values.append(
-            measure(BenchEnv(bootstrap, root, extra=model_env), records, [worker], "one", 900))
+            measure(BenchEnv(bootstrap, root), records, [["-m", "pipeline.benchmarks.raw_loop"]], "raw", 300)
+        )
+        figures["one"].values.append(measure(BenchEnv(bootstrap, root, extra=model_env), records, [worker], "one", 900))
         figures["two"].values.append(
-            measure(BenchEnv(bootstrap, root, extra=model_env), records, [worker, worker], "two", 900))
+            measure(BenchEnv(bootstrap, root, extra=model_env), records, [worker, worker], "two", 900)
+        )
         figures["naive"].values.append(
-            measure(BenchEnv(bootstrap, root), naive_records, [["-m", "pipeline.benchmarks.naive_faust", "worker"]],
-                    "naive", 900))  # fmt: skip
+            measure(
+                BenchEnv(bootstrap, root),
+                naive_records,
+                [["-m", "pipeline.benchmarks.naive_faust", "worker"]],
+                "naive",
+                900,
+            )
+        )
     return list(figures.values())

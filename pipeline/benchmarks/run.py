@@ -1,0 +1,159 @@
+"""Run every benchmark on a throwaway local broker and write bench/results/<date>-<host>.{json,md}."""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.benchmarks import latency, offline, throughput
+from pipeline.benchmarks.common import Figure, free_port
+
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+
+
+@dataclass
+class BenchConfig:
+    transactions: int = 60_000
+    naive_transactions: int = 15_000
+    train_transactions: int = 1_000_000
+    reps: int = 3
+    rates: tuple[float, ...] = (100, 500, 2000)
+    seconds: float = 20.0
+    sections: tuple[str, ...] = ("training", "throughput", "latency", "state", "reasons")
+
+
+def _ratio(a: Figure, b: Figure) -> float:
+    return a.median / b.median if b.median else float("nan")
+
+
+def run(config: BenchConfig, log: Any = print) -> dict[str, Any]:
+    from pipeline.io import iter_wire_transactions
+    from pipeline.kafka.local import LocalKafka
+    from pipeline.settings import LocalKafkaSettings
+    from training.dataset import build_dataset
+    from training.generate import GeneratorConfig, generate
+
+    root = Path(tempfile.mkdtemp(prefix="riskstream-bench-"))
+    results: dict[str, Any] = {
+        "started": datetime.now(UTC).isoformat(),
+        "host": socket.gethostname(),
+        "machine": {"python": platform.python_version(), "cpus": _cpus()},
+        "config": {k: v for k, v in config.__dict__.items()},
+        "figures": {},
+    }
+    models = root / "models"
+    log("training (also the model every other section serves)…")
+    train_figures, _ = offline.training(models, config.train_transactions if "training" in config.sections else 100_000)
+    if "training" in config.sections:
+        results["figures"]["training"] = [f.as_dict() for f in train_figures]
+    df = generate(GeneratorConfig(transactions=config.transactions, days=30, seed=99)).sort_values("timestamp")
+    records = list(iter_wire_transactions(df))
+    if "state" in config.sections:
+        log("state size…")
+        results["figures"]["state"] = [f.as_dict() for f in offline.state_sizes(records)]
+    if "reasons" in config.sections:
+        log("reason cost…")
+        dataset = build_dataset(df, label_delay_days=7.0, label_features=False)
+        reason_figures = offline.reason_cost(models, dataset.matrix)
+        results["figures"]["reasons"] = [f.as_dict() for f in reason_figures]
+        results["reason_cost_ratio"] = _ratio(reason_figures[1], reason_figures[0])
+    local = LocalKafka(
+        LocalKafkaSettings(home=root / "kafka", port=free_port(), controller_port=free_port(), heap="1g")
+    )
+    local.start()
+    try:
+        if "throughput" in config.sections:
+            log(f"throughput: {config.transactions:,} transactions, {config.reps} repetitions…")
+            figures = throughput.run(
+                local.bootstrap, root, records, records[: config.naive_transactions], models, config.reps
+            )
+            results["figures"]["throughput"] = [f.as_dict() for f in figures]
+            raw, naive, one, two = figures
+            results["throughput_ratios"] = {
+                "one_worker_vs_raw": _ratio(one, raw),
+                "naive_vs_raw": _ratio(naive, raw),
+                "one_worker_vs_naive": _ratio(one, naive),
+                "two_vs_one": _ratio(two, one),
+            }
+        if "latency" in config.sections:
+            log(f"latency: open loop at {config.rates} req/s, {config.seconds:.0f} s each…")
+            results["latency"] = latency.run(local.bootstrap, root, models, list(config.rates), config.seconds)
+    finally:
+        local.stop()
+    results["finished"] = datetime.now(UTC).isoformat()
+    return results
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [f"# riskstream benchmarks — {results['host']}, {results['started'][:19]}Z", ""]
+    lines += ["| figure | median | min | max | unit |", "|---|---:|---:|---:|---|"]
+    for section, figures in results["figures"].items():
+        for f in figures:
+            lines.append(
+                f"| {section}: {f['name']} | {f['median']:,.1f} | {f['min']:,.1f} | {f['max']:,.1f} | {f['unit']} |"
+            )
+    if "throughput_ratios" in results:
+        lines += ["", "| throughput ratio | value |", "|---|---:|"]
+        for k, v in results["throughput_ratios"].items():
+            lines.append(f"| {k} | {v:.3f} |")
+    if "reason_cost_ratio" in results:
+        lines += ["", f"Verdict throughput with reasons / without: {results['reason_cost_ratio']:.3f}"]
+    for name, rows in results.get("latency", {}).items():
+        lines += [
+            "",
+            f"Gateway latency, backend = {name}",
+            "",
+            "| req/s | sent | ok | errors | timeouts | p50 ms | p95 ms | p99 ms | max ms |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['rate']:.0f} | {r['sent']} | {r['ok']} | {r['errors']} | {r['timeouts']} | "
+                f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} |"
+            )
+    if {"echo", "pipeline"} <= set(results.get("latency", {})):
+        lines += ["", "| req/s | p50 pipeline/echo | p99 pipeline/echo |", "|---:|---:|---:|"]
+        for e, p in zip(results["latency"]["echo"], results["latency"]["pipeline"], strict=True):
+            lines.append(f"| {e['rate']:.0f} | {p['p50_ms'] / e['p50_ms']:.2f} | {p['p99_ms'] / e['p99_ms']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(results: dict[str, Any]) -> tuple[Path, Path]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = f"{results['started'][:10]}-{results['host']}"
+    json_path, md_path = RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"
+    json_path.write_text(json.dumps(results, indent=2))
+    md_path.write_text(markdown(results))
+    return json_path, md_path
+
+
+def main_quick_check() -> None:  # pragma: no cover - manual helper
+    started = time.time()
+    print(
+        markdown(
+            run(
+                BenchConfig(
+                    transactions=5000,
+                    naive_transactions=1000,
+                    train_transactions=30_000,
+                    reps=1,
+                    rates=(50,),
+                    seconds=3,
+                )
+            )
+        ),
+        time.time() - started,
+    )

@@ -1,0 +1,37 @@
+"""`riskstream bench`: the benchmarks of `make bench`, results in bench/results/."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("bench")
+    def bench_command(
+        quick: Annotated[
+            bool, typer.Option(help="Small sizes, one repetition: a smoke run, not a measurement.")
+        ] = False,
+        section: Annotated[
+            list[str] | None, typer.Option(help="Only these: training, throughput, latency, state, reasons.")
+        ] = None,
+        reps: Annotated[int, typer.Option(min=1)] = 3,
+    ) -> None:
+        """Measure throughput, latency, training time, state size and reason cost next to their baselines."""
+        from rich.console import Console
+        from rich.markdown import Markdown
+
+        from pipeline.benchmarks.run import BenchConfig, markdown, run, write
+
+        config = BenchConfig(reps=reps)
+        if quick:
+            config = BenchConfig(transactions=8_000, naive_transactions=2_000, train_transactions=50_000, reps=1,
+                                 rates=(50, 200), seconds=5)  # fmt: skip
+        if section:
+            config.sections = tuple(section)
+        console = Console()
+        results = run(config, log=lambda msg: console.print(f"[bold blue]==>[/bold blue] {msg}"))
+        json_path, md_path = write(results)
+        console.print(Markdown(markdown(results)))
+        console.print(f"written {json_path} and {md_path}")
