@@ -145,15 +145,19 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         return [(p, forwarded_ms.get(p, -(2**62)), await caught_up(p)) for p in source_partitions]
 
     def entity_sends(
-        items: Sequence[tuple[bytes, bytes]], markers: list[tuple[int, int, bool]]
+        items: Sequence[tuple[bytes, bytes]], markers: list[tuple[int, int, bool]], *, every_partition: bool = False
     ) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
-        """One record per entity partition: its items, then every source's progress (see pipeline.merge)."""
+        """One record per entity partition that has items: the items, then the batch's sources' progress.
+
+        Partitions without items hear about progress from the heartbeat (`every_partition`): a stale view
+        of a source only holds records back longer (see pipeline.merge), it never releases one too early.
+        """
         by_partition: dict[int, list[bytes]] = {}
         for key, item in items:
             by_partition.setdefault(wire.partition_for(key, partitions), []).append(item)
+        targets = range(partitions) if every_partition else sorted(by_partition)
         return [
-            (kafka.entity_topic, None, wire.entity_batch(by_partition.get(q, []), markers), q, None)
-            for q in range(partitions)
+            (kafka.entity_topic, None, wire.entity_batch(by_partition.get(q, []), markers), q, None) for q in targets
         ]
 
     def partial_sends(
@@ -215,7 +219,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         """Tell entity partitions how far each source is, so an idle source never holds the merge."""
         assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == kafka.transactions_topic]
         if assigned:
-            await send_all(entity_sends([], await markers_for(sorted(assigned))))
+            await send_all(entity_sends([], await markers_for(sorted(assigned)), every_partition=True))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_sources(app_: faust.App, revoked: set[TP], **_: Any) -> None:
