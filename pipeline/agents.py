@@ -375,7 +375,8 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             metrics.set_info(metrics.MODEL_INFO, holder.model.version)
         if rules_watcher.rules is not None:
             metrics.set_info(metrics.RULES_INFO, rules_watcher.rules.version)
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp wants the charset apart from the content type.
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/healthz")
     async def health_page(web: Any, request: Any) -> Any:

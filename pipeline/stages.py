@@ -22,7 +22,7 @@ from typing import Any
 from pipeline import features as F
 from pipeline import wire
 from pipeline.features.offline import TxRow
-from pipeline.records import RecordError, parse_transaction
+from pipeline.records import RecordError, mask_pans, parse_transaction
 from pipeline.wire import RawRecord
 
 StateLoader = Callable[[bytes], bytes | None]
@@ -57,6 +57,10 @@ class CardBatchResult:
     skipped_redeliveries: int = 0
 
 
+def _masked(raw: bytes | None) -> bytes | None:
+    return None if raw is None else mask_pans(raw)
+
+
 def _passed_headers(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
     return {k: v.decode("utf-8", "replace") for k, v in headers if k in _PASSED_HEADERS}
 
@@ -71,18 +75,22 @@ def process_card_batch(
     for record in records:
         if record.value is None:
             out.dead_letters.append(
-                DeadLetter(record.key, None, "empty record (tombstone)", record.partition, record.offset)
+                DeadLetter(_masked(record.key), None, "empty record (tombstone)", record.partition, record.offset)
             )
             continue
         try:
             tx = parse_transaction(record.value)
         except RecordError as e:
-            out.dead_letters.append(DeadLetter(record.key, record.value, e.reason, record.partition, record.offset))
+            out.dead_letters.append(
+                DeadLetter(_masked(record.key), _masked(record.value), e.reason, record.partition, record.offset)
+            )
             continue
         card_key = tx.card_id.encode()
         if record.key != card_key:
             reason = "record key must be the card_id (transactions are partitioned by card)"
-            out.dead_letters.append(DeadLetter(record.key, record.value, reason, record.partition, record.offset))
+            out.dead_letters.append(
+                DeadLetter(_masked(record.key), _masked(record.value), reason, record.partition, record.offset)
+            )
             continue
         cached = cache.get(card_key)
         if cached is None:

@@ -34,8 +34,10 @@ class TrainConfig:
     days: int = 30
     seed: int = 42
     label_delay_days: float = 7.0
-    #: Feed fraud labels (visible after the delay) to the merchant fraud-rate features.
-    label_features: bool = True
+    #: Feed fraud labels (visible after the delay) to the merchant fraud-rate features. Off by default
+    #: until workers apply the labels topic to merchant state: a model must not learn from a feature the
+    #: stream would always give as zero.
+    label_features: bool = False
     train_fraction: float = 0.6
     validation_fraction: float = 0.2
     threshold_policy: ThresholdPolicy = "fpr"

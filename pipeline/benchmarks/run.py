@@ -131,10 +131,11 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(results: dict[str, Any]) -> tuple[Path, Path]:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write(results: dict[str, Any], folder: Path | None = None) -> tuple[Path, Path]:
+    folder = folder or RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
     stem = f"{results['started'][:10]}-{results['host']}"
-    json_path, md_path = RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"
+    json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
     json_path.write_text(json.dumps(results, indent=2))
     md_path.write_text(markdown(results))
     return json_path, md_path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,6 +18,7 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option(help="Only these: training, throughput, latency, state, reasons.")
         ] = None,
         reps: Annotated[int, typer.Option(min=1)] = 3,
+        out: Annotated[Path | None, typer.Option(help="Results folder (default bench/results).")] = None,
     ) -> None:
         """Measure throughput, latency, training time, state size and reason cost next to their baselines."""
         from rich.console import Console
@@ -32,6 +34,6 @@ def register(app: typer.Typer) -> None:
             config.sections = tuple(section)
         console = Console()
         results = run(config, log=lambda msg: console.print(f"[bold blue]==>[/bold blue] {msg}"))
-        json_path, md_path = write(results)
+        json_path, md_path = write(results, out)
         console.print(Markdown(markdown(results)))
         console.print(f"written {json_path} and {md_path}")

@@ -36,10 +36,12 @@ class Stack:
         self.env, self.models, self.rules = env, models, rules
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.worker_web = free_port()
         env.extra.update({
             "RISKSTREAM_GATEWAY__API_KEYS": KEY, "RISKSTREAM_GATEWAY__PORT": str(self.port),
             "RISKSTREAM_GATEWAY__DEADLINE_MS": "2000", "RISKSTREAM_MODEL__DIR": str(models),
             "RISKSTREAM_MODEL__RELOAD_INTERVAL_SECONDS": "0.5", "RISKSTREAM_RULES__DIR": str(rules),
+            "RISKSTREAM_WORKER__WEB_PORT": str(self.worker_web),
         })  # fmt: skip
         self.worker = RoleProcess("worker", env)
         self.sink = RoleProcess("sink", env, args=["--metrics-port", "0"])
@@ -180,3 +182,26 @@ async def test_a_stopped_worker_gives_the_fallback_within_the_deadline(stack: St
     assert verdict.degraded and verdict.decision == "review"
     assert verdict.reasons[0].code == "timeout"
     assert elapsed < 2.0 + 1.0
+
+
+async def test_worker_and_gateway_metrics_parse_and_count_what_happened(stack: Stack) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with RiskstreamClient(stack.url, KEY, timeout_s=10) as client:
+        await client.score(tx("metrics-1"))
+    async with httpx.AsyncClient(timeout=5) as http:
+        worker = (await http.get(f"http://127.0.0.1:{stack.worker_web}/metrics")).text
+        gateway = (await http.get(f"{stack.url}/metrics")).text
+    worker_metrics = {f.name: f for f in text_string_to_metric_families(worker)}
+    gateway_metrics = {f.name: f for f in text_string_to_metric_families(gateway)}
+    verdicts = sum(s.value for s in worker_metrics["riskstream_worker_verdicts"].samples if s.name.endswith("_total"))
+    assert verdicts >= 2
+    assert any(s.labels.get("version") for s in worker_metrics["riskstream_worker_model_info"].samples)
+    assert "riskstream_worker_decision_latency_seconds" in worker_metrics
+    outcomes = {
+        s.labels["outcome"]
+        for s in gateway_metrics["riskstream_gateway_score_requests"].samples
+        if "outcome" in s.labels
+    }
+    assert "verdict" in outcomes
+    assert "riskstream_gateway_score_seconds" in gateway_metrics

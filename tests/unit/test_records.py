@@ -82,3 +82,10 @@ def test_labels_are_validated_too() -> None:
     assert parse_label(b'{"transaction_id":"t","label":"chargeback","reported_at":"2026-11-01T00:00:00Z"}').is_fraud
     with pytest.raises(RecordError, match="label"):
         parse_label(b'{"transaction_id":"t","label":"maybe","reported_at":"2026-11-01T00:00:00Z"}')
+
+
+def test_pans_are_masked_in_kept_bytes() -> None:
+    from pipeline.records import mask_pans
+
+    raw = b'{"card_id":"4111 1111 1111 1111","id":"1234567890123","t":"2026-11-24T10:00:00Z"}'
+    assert mask_pans(raw) == b'{"card_id":"411111******1111","id":"1234567890123","t":"2026-11-24T10:00:00Z"}'
