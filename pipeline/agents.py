@@ -137,9 +137,14 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         done = processed_offset.get(partition)
         if done is not None:
             return bool(done + 1 >= highwater)
-        consumer: Any = app.consumer
-        committed = consumer._committed_offset.get(tp)  # set when the partition was assigned
-        return bool((committed or 0) >= highwater)
+        # Nothing processed here since this worker got the partition (a rebalance handed over a partition
+        # that was already done): the consumer's position says whether anything is left to read. Without
+        # this, such a source reported "lagging at the beginning of time" forever and held every merge.
+        try:
+            position = await app.consumer.position(tp)
+        except Exception:  # not assigned any more: report lagging, the next marker corrects it
+            return False
+        return position is not None and position >= highwater
 
     async def markers_for(source_partitions: Sequence[int]) -> list[tuple[int, int, bool]]:
         return [(p, forwarded_ms.get(p, -(2**62)), await caught_up(p)) for p in source_partitions]
