@@ -283,7 +283,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             stats.batches["entity"] += 1
 
     # --- join stage: score, decide, answer --------------------------------------------------------
-    joiner = stages.Joiner()
+    joiner = stages.Joiner(timeout_ms=int(worker.join_timeout_seconds * 1000))
     join_acks: OrderedAcks[Any] = OrderedAcks()
     recent = RecentVerdicts()
     holder = ModelHolder(settings.model.dir)

@@ -64,6 +64,9 @@ class WorkerSettings(BaseModel):
     #: With a positive lateness, the newest records wait for newer traffic; after this long without any
     #: (every source caught up and quiet) they are released anyway.
     idle_release_seconds: float = Field(5.0, ge=0)
+    #: How long the join waits for a transaction's last partial before giving up on it (logged as an
+    #: error). Generous: on a backlog the event-time merge legitimately holds entity partials for a while.
+    join_timeout_seconds: float = Field(600.0, gt=0)
     #: Consumer-group session timeout: how long a dead worker keeps its partitions.
     session_timeout_seconds: float = Field(10.0, ge=6, le=300)
     dedup_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
