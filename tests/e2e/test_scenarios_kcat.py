@@ -39,9 +39,9 @@ def scenarios() -> tuple[list[dict[str, Any]], dict[str, str], dict[str, str]]:
     for i in range(12):
         txs.append(tx(f"ct-{i}", f"ct-card-{i}", i * 0.1, amount=1.5, channel="ecom", ip="198.51.100.66",
                       card_bin=f"4{i:05d}", merchant_id="webshop-1"))  # fmt: skip
-    # Its twin: 12 cards, 12 different IPs, same amounts.
+    # Its twin: the same shop's ordinary customers, each on their own IP, spread over the day.
     for i in range(12):
-        txs.append(tx(f"ct-twin-{i}", f"twin-card-{i}", i * 0.1, amount=1.5, channel="ecom", ip=f"192.0.2.{i + 1}",
+        txs.append(tx(f"ct-twin-{i}", f"twin-card-{i}", i * 60, amount=35.0, channel="ecom", ip=f"192.0.2.{i + 1}",
                       card_bin=f"5{i:05d}", merchant_id="webshop-2"))  # fmt: skip
     # Impossible travel: Paris, then Tokyo an hour later.
     txs.append(tx("it-0", "travel-card", 0, lat=48.85, lon=2.35))
