@@ -58,6 +58,7 @@ class WorkerStats:
     dead_letters: int = 0
     duplicates: int = 0
     late_or_redelivered: int = 0
+    labels_applied: int = 0
     joined: int = 0
     expired_joins: int = 0
     batches: dict[str, int] = field(default_factory=lambda: {"card": 0, "entity": 0, "join": 0})
@@ -81,6 +82,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     stats = WorkerStats()
 
     tx_topic = app.topic(kafka.transactions_topic, partitions=partitions)
+    labels_topic = app.topic(kafka.labels_topic, partitions=partitions)
     entity_topic = app.topic(kafka.entity_topic, partitions=partitions, internal=True)
     partials_topic = app.topic(kafka.partials_topic, partitions=partitions, internal=True)
     card_table = app.Table("card-state", partitions=partitions, key_type=bytes, value_type=bytes)
@@ -104,7 +106,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     # --- card stage ---------------------------------------------------------------------------------
     forwarded_ms: dict[int, int] = {}
     processed_offset: dict[int, int] = {}
-    card_guard, entity_guard, join_guard = OffsetGuard(), OffsetGuard(), OffsetGuard()
+    card_guard, label_guard, entity_guard, join_guard = OffsetGuard(), OffsetGuard(), OffsetGuard(), OffsetGuard()
     last_seek: dict[tuple[str, int], float] = {}
 
     async def admit(events: Sequence[Any], guard: OffsetGuard, topic: str) -> list[Any]:
@@ -129,12 +131,18 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                         await app.consumer.seek(TP(topic, partition), expected)
         return out
 
-    async def caught_up(partition: int) -> bool:
-        tp = TP(kafka.transactions_topic, partition)
+    def source_tp(source: int) -> TP:
+        """Merge sources: transactions partitions 0..n-1, then labels partitions as n..2n-1."""
+        if source < partitions:
+            return TP(kafka.transactions_topic, source)
+        return TP(kafka.labels_topic, source - partitions)
+
+    async def caught_up(source: int) -> bool:
+        tp = source_tp(source)
         highwater = app.consumer.highwater(tp)
         if highwater is None:
             return False
-        done = processed_offset.get(partition)
+        done = processed_offset.get(source)
         if done is not None:
             return bool(done + 1 >= highwater)
         # Nothing processed here since this worker got the partition (a rebalance handed over a partition
@@ -146,8 +154,8 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             return False
         return position is not None and position >= highwater
 
-    async def markers_for(source_partitions: Sequence[int]) -> list[tuple[int, int, bool]]:
-        return [(p, forwarded_ms.get(p, -(2**62)), await caught_up(p)) for p in source_partitions]
+    async def markers_for(sources: Sequence[int]) -> list[tuple[int, int, bool]]:
+        return [(s, forwarded_ms.get(s, -(2**62)), await caught_up(s)) for s in sources]
 
     def entity_sends(
         items: Sequence[tuple[bytes, bytes]], markers: list[tuple[int, int, bool]], *, every_partition: bool = False
@@ -174,6 +182,23 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             by_partition.setdefault(wire.partition_for(key, partitions), []).append(partial)
         return [(kafka.partials_topic, None, wire.partials_batch(v), q, None) for q, v in by_partition.items()]
 
+    def dead_letter_sends(
+        dead_letters: Sequence[stages.DeadLetter], topic: str
+    ) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
+        sends: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
+        for dl in dead_letters:
+            headers = [
+                (wire.REASON_HEADER, dl.reason.encode()),
+                ("source-topic", topic.encode()),
+                ("source-partition", str(dl.partition).encode()),
+                ("source-offset", str(dl.offset).encode()),
+            ]
+            log.warning(
+                "dead letter topic=%s partition=%d offset=%d reason=%s", topic, dl.partition, dl.offset, dl.reason
+            )
+            sends.append((kafka.dlq_topic, dl.key, dl.value or b"", None, headers))
+        return sends
+
     @app.agent(tx_topic, name="card_stage")
     async def card_stage(stream: Any) -> None:
         async for taken in stream.noack_take(batch, within=within):
@@ -182,22 +207,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 continue
             records = [_record(e) for e in events]
             result = stages.process_card_batch(records, card_table.data.get)
-            sends: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
-            for dl in result.dead_letters:
-                headers = [
-                    (wire.REASON_HEADER, dl.reason.encode()),
-                    ("source-topic", kafka.transactions_topic.encode()),
-                    ("source-partition", str(dl.partition).encode()),
-                    ("source-offset", str(dl.offset).encode()),
-                ]
-                log.warning(
-                    "dead letter topic=%s partition=%d offset=%d reason=%s",
-                    kafka.transactions_topic,
-                    dl.partition,
-                    dl.offset,
-                    dl.reason,
-                )
-                sends.append((kafka.dlq_topic, dl.key, dl.value or b"", None, headers))
+            sends = dead_letter_sends(result.dead_letters, kafka.transactions_topic)
             for r in records:
                 if r.offset > processed_offset.get(r.partition, -1):
                     processed_offset[r.partition] = r.offset
@@ -219,10 +229,39 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 await stream.ack(event)
             stats.batches["card"] += 1
 
+    @app.agent(labels_topic, name="label_stage")
+    async def label_stage(stream: Any) -> None:
+        """Labels to their merchant's entity partition, in the same event-time merge as transactions."""
+        async for taken in stream.noack_take(batch, within=within):
+            events = await admit(taken, label_guard, kafka.labels_topic)
+            if not events:
+                continue
+            records = [_record(e) for e in events]
+            result = stages.process_label_batch(records, first_source=partitions)
+            sends = dead_letter_sends(result.dead_letters, kafka.labels_topic)
+            for r in records:
+                source = partitions + r.partition
+                if r.offset > processed_offset.get(source, -1):
+                    processed_offset[source] = r.offset
+            for p, ms in result.forwarded_ms.items():
+                forwarded_ms[partitions + p] = max(ms, forwarded_ms.get(partitions + p, ms))
+            markers = await markers_for(sorted({partitions + r.partition for r in records}))
+            sends.extend(entity_sends(result.entity_records, markers))
+            await send_all(sends)
+            metrics.RECORDS.labels("label").inc(len(records))
+            metrics.DEAD_LETTERS.inc(len(result.dead_letters))
+            metrics.LABELS.labels("without_merchant").inc(result.without_merchant)
+            for event in events:
+                await stream.ack(event)
+
     @app.timer(HEARTBEAT_SECONDS)
     async def card_heartbeat() -> None:
         """Tell entity partitions how far each source is, so an idle source never holds the merge."""
-        assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == kafka.transactions_topic]
+        assigned = [
+            tp.partition if tp.topic == kafka.transactions_topic else partitions + tp.partition
+            for tp in app.consumer.assignment()
+            if tp.topic in (kafka.transactions_topic, kafka.labels_topic)
+        ]
         if assigned:
             await send_all(entity_sends([], await markers_for(sorted(assigned)), every_partition=True))
 
@@ -233,6 +272,10 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 forwarded_ms.pop(tp.partition, None)
                 card_guard.forget(tp.partition)
                 processed_offset.pop(tp.partition, None)
+            elif tp.topic == kafka.labels_topic:
+                forwarded_ms.pop(partitions + tp.partition, None)
+                label_guard.forget(tp.partition)
+                processed_offset.pop(partitions + tp.partition, None)
             elif tp.topic == kafka.entity_topic:
                 mergers.pop(tp.partition, None)
                 entity_acks.forget(tp.partition)
@@ -260,11 +303,19 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 merger = mergers.get(message.partition)
                 if merger is None:
                     merger = mergers[message.partition] = EventTimeMerger(
-                        partitions, lateness_ms, idle_release_ms=int(worker.idle_release_seconds * 1000)
+                        2 * partitions, lateness_ms, idle_release_ms=int(worker.idle_release_seconds * 1000)
                     )
                 touched.add(message.partition)
                 for it in items:
-                    entity_item = stages.EntityItem(message.partition, it["e"].encode(), it["t"], it["id"], it["r"])
+                    label = it.get("l")
+                    entity_item = stages.EntityItem(
+                        message.partition,
+                        it["e"].encode(),
+                        it["t"],
+                        it["id"],
+                        it.get("r") or {},
+                        (label[0], label[1]) if label else None,
+                    )
                     merger.add(it["s"], (it["t"], it["id"]), (entity_item, event))
                 for source, forwarded, is_caught_up in markers:
                     merger.mark(source, forwarded, is_caught_up, now_ms=now_ms)
@@ -274,7 +325,10 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 await send_all(partial_sends(result.partials))
                 write_state(entity_table, result.state_writes)
                 stats.late_or_redelivered += result.late_or_redelivered
+                stats.labels_applied += result.labels_applied
                 metrics.LATE.inc(result.late_or_redelivered)
+                metrics.LABELS.labels("applied").inc(result.labels_applied - result.late_labels)
+                metrics.LABELS.labels("late").inc(result.late_labels)
                 metrics.RECORDS.labels("entity").inc(len(released))
                 for _, event in released:
                     entity_acks.done(event.message.partition, event.message.offset)

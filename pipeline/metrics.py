@@ -19,6 +19,12 @@ LATE = Counter(
     "riskstream_worker_late_entity_events_total",
     "Entity events later than the merge allows (not counted again)",
 )
+LABELS = Counter(
+    "riskstream_worker_labels_total",
+    "Labels by outcome: applied to merchant state; late (applied after they should have counted); "
+    "without_merchant (no merchant_id: stored, not used by features)",
+    ["outcome"],
+)
 BATCH_SIZE = Histogram(
     "riskstream_worker_batch_size",
     "Records per micro-batch",

@@ -109,13 +109,7 @@ class Transaction(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _event_time_in_range(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("timestamp must carry a UTC offset (RFC 3339)")
-        if value < MIN_EVENT_TIME:
-            raise ValueError("timestamp is before 2000-01-01")
-        if value.timestamp() > time.time() + MAX_FUTURE_SKEW_SECONDS:
-            raise ValueError("timestamp is more than 24 h in the future")
-        return value
+        return _plausible_time(value, "timestamp")
 
     @field_validator("currency")
     @classmethod
@@ -150,8 +144,22 @@ class Transaction(BaseModel):
 
     @property
     def event_time_ms(self) -> int:
-        """Epoch milliseconds, floored, in integer arithmetic (float seconds would round some values)."""
-        return (self.timestamp - _EPOCH) // _ONE_MS
+        return epoch_ms(self.timestamp)
+
+
+def _plausible_time(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"{name} must carry a UTC offset (RFC 3339)")
+    if value < MIN_EVENT_TIME:
+        raise ValueError(f"{name} is before 2000-01-01")
+    if value.timestamp() > time.time() + MAX_FUTURE_SKEW_SECONDS:
+        raise ValueError(f"{name} is more than 24 h in the future")
+    return value
+
+
+def epoch_ms(when: datetime) -> int:
+    """Epoch milliseconds, floored, in integer arithmetic (float seconds would round some values)."""
+    return (when - _EPOCH) // _ONE_MS
 
 
 class Reason(BaseModel):
@@ -214,9 +222,20 @@ class Label(BaseModel):
             raise ValueError("looks like a card number (PAN); send a token, never the PAN")
         return value
 
+    @field_validator("reported_at")
+    @classmethod
+    def _plausible_report_time(cls, value: datetime) -> datetime:
+        # A label takes its place in its merchant's event-time order: a report time far in the future would
+        # make every later transaction of that merchant look late.
+        return _plausible_time(value, "reported_at")
+
     @property
     def is_fraud(self) -> bool:
         return self.label != "confirmed_legitimate"
+
+    @property
+    def reported_at_ms(self) -> int:
+        return epoch_ms(self.reported_at)
 
 
 def _describe(error: ValidationError) -> str:

@@ -21,8 +21,8 @@ from typing import Any
 
 from pipeline import features as F
 from pipeline import wire
-from pipeline.features.offline import TxRow
-from pipeline.records import RecordError, mask_pans, parse_transaction
+from pipeline.features.offline import LABEL_SORT, TxRow
+from pipeline.records import RecordError, mask_pans, parse_label, parse_transaction
 from pipeline.wire import RawRecord
 
 StateLoader = Callable[[bytes], bytes | None]
@@ -149,9 +149,56 @@ def process_card_batch(
     return out
 
 
+@dataclass
+class LabelBatchResult:
+    #: Labels re-keyed to their merchant, for the entity stage's event-time merge.
+    entity_records: list[tuple[bytes, bytes]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: Newest report time forwarded, per labels partition.
+    forwarded_ms: dict[int, int] = field(default_factory=dict)
+    #: Valid labels that name no merchant: stored by the sink, but no merchant feature can use them.
+    without_merchant: int = 0
+
+
+def process_label_batch(records: Iterable[RawRecord], *, first_source: int) -> LabelBatchResult:
+    """Validate labels and route each to its merchant's entity partition as source `first_source + partition`.
+
+    Stateless: a label re-sent after a crash changes nothing downstream (fraud marks are per transaction).
+    """
+    out = LabelBatchResult()
+    for record in records:
+        try:
+            if record.value is None:
+                raise RecordError("empty record (tombstone)")
+            label = parse_label(record.value)
+        except RecordError as e:
+            out.dead_letters.append(
+                DeadLetter(_masked(record.key), _masked(record.value), e.reason, record.partition, record.offset)
+            )
+            continue
+        reported_ms = label.reported_at_ms
+        if reported_ms > out.forwarded_ms.get(record.partition, -(2**62)):
+            out.forwarded_ms[record.partition] = reported_ms
+        if label.merchant_id is None:
+            out.without_merchant += 1
+            continue
+        entity_key = f"merchant:{label.merchant_id}"
+        item = wire.label_item(
+            entity_key=entity_key,
+            source=first_source + record.partition,
+            offset=record.offset,
+            merge_id=LABEL_SORT + label.transaction_id,
+            reported_at_ms=reported_ms,
+            tx_id=label.transaction_id,
+            is_fraud=label.is_fraud,
+        )
+        out.entity_records.append((entity_key.encode(), item))
+    return out
+
+
 @dataclass(slots=True)
 class EntityItem:
-    """A transaction released by the merge for one entity partition."""
+    """A transaction (or, for a merchant, a label) released by the merge for one entity partition."""
 
     partition: int
     key: bytes
@@ -159,6 +206,8 @@ class EntityItem:
     tx_id: str
     #: The validated transaction's fields (validated by the card stage; not validated again).
     fields: dict[str, Any]
+    #: A label instead of a transaction: (labelled transaction_id, is_fraud); `event_time_ms` is its report time.
+    label: tuple[str, bool] | None = None
 
 
 @dataclass
@@ -166,6 +215,9 @@ class EntityBatchResult:
     partials: list[tuple[bytes, bytes]] = field(default_factory=list)
     state_writes: list[tuple[int, bytes, bytes]] = field(default_factory=list)
     late_or_redelivered: int = 0
+    labels_applied: int = 0
+    #: Labels applied after the time they should have counted from (they count from now on).
+    late_labels: int = 0
 
 
 def process_entity_items(items: Iterable[EntityItem], load_state: StateLoader) -> EntityBatchResult:
@@ -182,6 +234,14 @@ def process_entity_items(items: Iterable[EntityItem], load_state: StateLoader) -
             last_ms, hashes, state_bytes = wire.split_entity_value(load_state(item.key))
             cached = (last_ms, hashes, F.EntityState.from_bytes(kind, state_bytes), item.partition)
         last_ms, hashes, state, _ = cached
+        if item.label is not None:
+            labelled_tx, is_fraud = item.label
+            if F.label_visible_at_ms(item.event_time_ms) <= last_ms:
+                out.late_labels += 1
+            F.apply_label(state, transaction_id=labelled_tx, reported_at_ms=item.event_time_ms, is_fraud=is_fraud)
+            out.labels_applied += 1
+            cache[item.key] = (last_ms, hashes, state, item.partition)
+            continue
         tx = TxRow(**item.fields, event_time_ms=item.event_time_ms)
         h = stable_hash64(item.tx_id)
         already = item.event_time_ms < last_ms or (item.event_time_ms == last_ms and h in hashes)

@@ -55,6 +55,14 @@ def entity_item(*, entity_key: str, source: int, offset: int, event_time_ms: int
     )
 
 
+def label_item(*, entity_key: str, source: int, offset: int, merge_id: str, reported_at_ms: int, tx_id: str,
+               is_fraud: bool) -> bytes:  # fmt: skip
+    """One label for one merchant; it takes its place in the merchant's event-time order at `reported_at_ms`."""
+    return orjson.dumps(
+        {"e": entity_key, "s": source, "o": offset, "t": reported_at_ms, "id": merge_id, "l": [tx_id, is_fraud]}
+    )
+
+
 def entity_batch(items: list[bytes], markers: list[tuple[int, int, bool]]) -> bytes:
     """Items for one entity partition, then each source's progress after them (see `pipeline.merge`)."""
     return b'{"i":[' + b",".join(items) + b'],"m":' + orjson.dumps(markers) + b"}"

@@ -35,7 +35,7 @@ from pipeline.features.definitions import (
     entity_step,
     transaction_features,
 )
-from pipeline.features.offline import LabelEvent, TxRow
+from pipeline.features.offline import LABEL_SORT, LabelEvent, TxRow
 from pipeline.io import REQUIRED_FIELDS, read_transactions_file
 
 DAY_MS = 86_400_000
@@ -56,8 +56,32 @@ class Dataset:
     scenarios: npt.NDArray[Any] | None
 
 
+def read_history(settings: Any) -> pd.DataFrame:
+    """The labelled history the sink stored (`train --from-db`): transactions with their latest label."""
+    from pipeline.db.engine import DatabaseError, create_engine_from_settings, session_factory
+    from pipeline.db.repository import labelled_history
+
+    engine = create_engine_from_settings(settings)
+    try:
+        with session_factory(engine)() as session:
+            history = labelled_history(session=session)
+    except DatabaseError as e:
+        raise DatasetError(f"cannot read the stored history: {e}") from e
+    finally:
+        engine.dispose()
+    if history.empty:
+        raise DatasetError("the database holds no transactions yet (is the sink running?)")
+    if not history["is_fraud"].any():
+        raise DatasetError("the stored history has no fraud label yet: post labels (POST /v1/labels) first")
+    return history
+
+
 def load_or_generate(config: Any) -> pd.DataFrame:
-    """`config.data` if given (with an `is_fraud` column), else a generated set per the config."""
+    """`config.history` (a frame already read) or `config.data` if given (with an `is_fraud` column), else a
+    generated set per the config."""
+    if getattr(config, "history", None) is not None:
+        history: pd.DataFrame = config.history
+        return history
     if config.data is None:
         from training.generate import GeneratorConfig, generate
 
@@ -72,19 +96,19 @@ def load_or_generate(config: Any) -> pd.DataFrame:
 
 
 def label_events(df: pd.DataFrame, label_delay_days: float) -> list[LabelEvent]:
-    """Fraud labels as the workers would see them: for the merchant, not before `timestamp + delay`
-    (nor before the label's own `label_time`, when the data has one)."""
+    """Fraud labels as the workers would have seen them: reported at the label's own `label_time` when the
+    data has one (a real report time), else `label_delay_days` after the transaction."""
     fraud = df[df["is_fraud"].astype(bool)]
     if fraud.empty:
         return []
-    event_ms = _epoch_ms(fraud["timestamp"])
-    visible = event_ms + int(label_delay_days * DAY_MS)
+    reported = _epoch_ms(fraud["timestamp"]) + int(label_delay_days * DAY_MS)
     if "label_time" in fraud.columns:
-        reported = _epoch_ms(fraud["label_time"].fillna(fraud["timestamp"]))
-        visible = np.maximum(visible, reported)
+        known = fraud["label_time"].notna().to_numpy()
+        if known.any():
+            reported[known] = _epoch_ms(fraud["label_time"][known])
     return [
-        LabelEvent(transaction_id=str(t), merchant_id=str(m), visible_at_ms=int(v), is_fraud=True)
-        for t, m, v in zip(fraud["transaction_id"], fraud["merchant_id"], visible, strict=True)
+        LabelEvent(transaction_id=str(t), merchant_id=str(m), reported_at_ms=int(r), is_fraud=True)
+        for t, m, r in zip(fraud["transaction_id"], fraud["merchant_id"], reported, strict=True)
     ]
 
 
@@ -138,7 +162,6 @@ _GROUP_OFFSET = {
     "merchant": len(TX_FEATURES) + len(CARD_FEATURES) + len(DEVICE_FEATURES) + len(IP_FEATURES),
 }
 _GROUP_WIDTH = {"device": len(DEVICE_FEATURES), "ip": len(IP_FEATURES), "merchant": len(MERCHANT_FEATURES)}
-_LABEL_SORT = "\U0010ffff"
 
 
 def _entity_shard(args: tuple[int, int]) -> list[tuple[str, npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
@@ -153,7 +176,7 @@ def _entity_shard(args: tuple[int, int]) -> list[tuple[str, npt.NDArray[np.int64
     for j, label in enumerate(_LABELS):
         merchant: tuple[EntityKind, str] = ("merchant", label.merchant_id)
         if merchant in events or _shard_of(f"merchant:{label.merchant_id}", shards) == shard:
-            events.setdefault(merchant, []).append((label.visible_at_ms, _LABEL_SORT + label.transaction_id, -1 - j))
+            events.setdefault(merchant, []).append((label.reported_at_ms, LABEL_SORT + label.transaction_id, -1 - j))
     out: dict[str, tuple[list[int], list[tuple[float, ...]]]] = {k: ([], []) for k in _GROUP_WIDTH}
     for (kind, _entity), items in events.items():
         if all(i < 0 for _, _, i in items):
@@ -164,7 +187,12 @@ def _entity_shard(args: tuple[int, int]) -> list[tuple[str, npt.NDArray[np.int64
         for _, _, i in items:
             if i < 0:
                 label = _LABELS[-1 - i]
-                apply_label(state, visible_at_ms=label.visible_at_ms, is_fraud=label.is_fraud)
+                apply_label(
+                    state,
+                    transaction_id=label.transaction_id,
+                    reported_at_ms=label.reported_at_ms,
+                    is_fraud=label.is_fraud,
+                )
             else:
                 rows.append(i)
                 vals.append(entity_step(kind, state, _ROWS[i]))

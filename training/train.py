@@ -30,14 +30,15 @@ log = logging.getLogger("riskstream.train")
 class TrainConfig:
     models_dir: Path
     data: Path | None = None
+    #: Labelled history already in memory (`train --from-db`); takes precedence over `data`.
+    history: pd.DataFrame | None = None
     transactions: int = 1_000_000
     days: int = 30
     seed: int = 42
     label_delay_days: float = 7.0
-    #: Feed fraud labels (visible after the delay) to the merchant fraud-rate features. Off by default
-    #: until workers apply the labels topic to merchant state: a model must not learn from a feature the
-    #: stream would always give as zero.
-    label_features: bool = False
+    #: Feed fraud labels to the merchant fraud-rate features, as the workers do with the labels topic: each
+    #: reported at its `label_time` (else `label_delay_days` after the transaction). Off only for ablations.
+    label_features: bool = True
     train_fraction: float = 0.6
     validation_fraction: float = 0.2
     threshold_policy: ThresholdPolicy = "fpr"
@@ -93,6 +94,12 @@ def time_split(
             f"{(end - start) / 86_400_000:.1f} days of data, gap {gap_ms / 86_400_000:.1f} days"
         )
     return train, validation, test
+
+
+def _data_source(config: TrainConfig) -> str:
+    if config.history is not None:
+        return "database"
+    return str(config.data) if config.data is not None else f"generated(seed={config.seed})"
 
 
 def train(config: TrainConfig, progress: Any = None) -> TrainResult:
@@ -176,6 +183,8 @@ def train(config: TrainConfig, progress: Any = None) -> TrainResult:
             **params,
             "num_boost_round": config.num_boost_round,
             "label_delay_days": config.label_delay_days,
+            "label_features": config.label_features,
+            "data_source": _data_source(config),
         },
         thresholds={"review": thresholds.review, "decline": thresholds.decline, "policy": thresholds.policy},
         calibration=calibration.to_dict(),

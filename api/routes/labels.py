@@ -1,6 +1,8 @@
 """`POST /v1/labels`: feedback (chargebacks, analyst decisions) onto the `labels` topic.
 
-Workers read labels for the delayed-label features, the sink stores them for `train --from-db`.
+Workers read labels for the merchant fraud-rate features, the sink stores them for `train --from-db`.
+A label without `merchant_id` is completed from the stored verdict when there is one: the workers can
+only count a label for a merchant they know.
 """
 
 from __future__ import annotations
@@ -8,11 +10,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+import logging
+
 from api.bridge import BridgeUnavailable
-from api.deps import Authorized, State
+from api.deps import Authorized, GatewayState, State
 from api.errors import InvalidTransaction, ServiceUnavailable
 from api.payloads import ErrorBody
-from pipeline.records import RecordError, parse_label
+from api.routes.verdicts import lookup_verdict
+from pipeline.records import Label, RecordError, parse_label
+
+log = logging.getLogger("riskstream.gateway")
 
 router = APIRouter(prefix="/v1", tags=["labels"], dependencies=[Authorized])
 
@@ -20,6 +27,22 @@ router = APIRouter(prefix="/v1", tags=["labels"], dependencies=[Authorized])
 class LabelAccepted(BaseModel):
     transaction_id: str
     accepted: bool = True
+    #: The merchant the label counts for in fraud-rate features; null when it is not known.
+    merchant_id: str | None = None
+
+
+async def _completed(state: GatewayState, label: Label) -> Label:
+    """The label with card and merchant taken from the stored verdict, when it names no merchant."""
+    if label.merchant_id is not None or state.sessions is None:
+        return label
+    try:
+        verdict = await lookup_verdict(state, label.transaction_id)
+    except ServiceUnavailable as e:
+        log.warning("label for %s sent without merchant: %s", label.transaction_id, e.detail)
+        return label
+    if verdict is None:
+        return label
+    return label.model_copy(update={"merchant_id": verdict.merchant_id, "card_id": label.card_id or verdict.card_id})
 
 
 @router.post(
@@ -37,6 +60,7 @@ async def post_label(request: Request, state: State) -> LabelAccepted:
         label = parse_label(body)
     except RecordError as e:
         raise InvalidTransaction(e.reason) from None
+    label = await _completed(state, label)
     try:
         await state.bridge.publish(
             state.settings.kafka.labels_topic,
@@ -45,4 +69,4 @@ async def post_label(request: Request, state: State) -> LabelAccepted:
         )
     except BridgeUnavailable as e:
         raise ServiceUnavailable(f"labels are unavailable: {e}") from None
-    return LabelAccepted(transaction_id=label.transaction_id)
+    return LabelAccepted(transaction_id=label.transaction_id, merchant_id=label.merchant_id)

@@ -42,6 +42,10 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option(help="Labelled history (.csv/.parquet/.jsonl with is_fraud); default: generate."),
         ] = None,
+        from_db: Annotated[
+            bool,
+            typer.Option("--from-db", help="Train on the stored, labelled history (RISKSTREAM_DATABASE__URL)."),
+        ] = False,
         transactions: Annotated[int, typer.Option(min=1000, help="Generated transactions.")] = 1_000_000,
         days: Annotated[int, typer.Option(min=7, help="Generated days of event time.")] = 30,
         seed: Annotated[int, typer.Option()] = 42,
@@ -56,17 +60,30 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from pipeline.settings import get_settings
-        from training.dataset import DatasetError
+        from training.dataset import DatasetError, read_history
         from training.train import TrainConfig, train
 
         if policy not in ("fpr", "cost"):
             raise typer.BadParameter("use 'fpr' or 'cost'", param_hint="--policy")
+        if from_db and data is not None:
+            raise typer.BadParameter("give --data or --from-db, not both", param_hint="--from-db")
+        console = Console()
+        history = None
+        if from_db:
+            try:
+                history = read_history(get_settings())
+            except DatasetError as e:
+                console.print(f"[red]error:[/red] {e}")
+                raise typer.Exit(2) from e
+            console.print(
+                f"read {len(history):,} stored transactions, {int(history['is_fraud'].sum()):,} labelled fraud"
+            )
         config = TrainConfig(
-            models_dir=models_dir or get_settings().model.dir, data=data, transactions=transactions, days=days,
+            models_dir=models_dir or get_settings().model.dir, data=data, history=history,
+            transactions=transactions, days=days,
             seed=seed, label_delay_days=label_delay_days, threshold_policy=policy,  # type: ignore[arg-type]
             review_fpr=review_fpr, decline_fpr=decline_fpr, activate=activate,
         )  # fmt: skip
-        console = Console()
         try:
             with console.status("training (generate → features → fit → report)…"):
                 result = train(config)

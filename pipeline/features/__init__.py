@@ -24,12 +24,13 @@ from pipeline.features.definitions import (
     entity_features,
     entity_keys,
     entity_step,
+    label_visible_at_ms,
     transaction_features,
 )
 from pipeline.features.offline import FeatureTable, LabelEvent, TxRow, compute_features, rows_from_frame
 
 #: Bump the manual part on any change of a definition; the hash catches a changed name list.
-_MANUAL_VERSION = "1"
+_MANUAL_VERSION = "2"
 FEATURE_CODE_VERSION = f"{_MANUAL_VERSION}-{hashlib.sha256(','.join(FEATURE_NAMES).encode()).hexdigest()[:8]}"
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "entity_features",
     "entity_keys",
     "entity_step",
+    "label_visible_at_ms",
     "rows_from_frame",
     "transaction_features",
 ]

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from pipeline.features.definitions import CardState, EntityState
 
 _VERSION = 1
+#: Entity state 2: merchant fraud labels per transaction (FraudMarks). Version 1 kept them in day buckets
+#: that no worker ever filled, so a version-1 value loads with no labels and nothing is lost.
+_ENTITY_VERSION = 2
 _CARD_HEAD = struct.Struct("<BqBqdd3d")  # version, last_ms, has_loc, loc_ms, lat, lon, hist(n, mean, m2)
 _ENTITY_HEAD = struct.Struct("<B")
 _NONE = -(2**63)
@@ -75,13 +78,15 @@ def dump_entity(state: EntityState) -> bytes:
         parts.append(state.bins.to_bytes())
     if state.kind == "merchant":
         parts.append(state.frauds.to_bytes())
-    return _ENTITY_HEAD.pack(_VERSION) + b"".join(parts)
+    return _ENTITY_HEAD.pack(_ENTITY_VERSION) + b"".join(parts)
 
 
 def load_entity(state: EntityState, data: bytes) -> None:
+    from pipeline.features.state import Buckets
+
     (version,) = _ENTITY_HEAD.unpack_from(data)
-    if version != _VERSION:
-        raise ValueError(f"entity state version {version} is not {_VERSION}")
+    if version not in (1, _ENTITY_VERSION):
+        raise ValueError(f"entity state version {version} is not {_ENTITY_VERSION}")
     buf = memoryview(data)
     pos = _ENTITY_HEAD.size
     parts: list[Any] = [state.minute, state.hour]
@@ -92,6 +97,6 @@ def load_entity(state: EntityState, data: bytes) -> None:
     if state.kind == "ip":
         parts.append(state.bins)
     if state.kind == "merchant":
-        parts.append(state.frauds)
+        parts.append(state.frauds if version == _ENTITY_VERSION else Buckets("day"))
     for part in parts:
         pos = part.load(buf, pos)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-from pipeline.features.state import Buckets, CappedSet, RecentIds, hash32, hash64
+from pipeline.features.state import Buckets, CappedSet, FraudMarks, RecentIds, hash32, hash64
 from pipeline.features.windows import (
     CARD_WINDOWS,
     DEVICE_WINDOWS,
@@ -34,6 +34,11 @@ DEDUP_TTL_SECONDS = 7 * 24 * 3600
 GEO_MIN_HOURS = 60 / 3600  # a 1-minute floor keeps speed finite for near-simultaneous transactions
 FRAUD_PRIOR = 0.01
 FRAUD_PRIOR_WEIGHT = 10.0
+#: A fraud label counts for its merchant from this long after it was reported. Part of the feature
+#: definition (training and the stream must agree), and the reason labels are exact live: a label
+#: reaches every worker well within a minute, so by the time it counts, no transaction it should count
+#: for has been scored yet. A label arriving later than that still counts from then on (see README).
+LABEL_VISIBLE_AFTER_SECONDS = 60
 
 CHANNELS = ("pos", "ecom", "atm", "moto", "in_app")
 CATEGORIES = (
@@ -155,7 +160,7 @@ _CARD_MINUTE = tuple(w.buckets for w in CARD_WINDOWS[:2])
 _CARD_HOUR = tuple(w.buckets for w in CARD_WINDOWS[2:3])
 _CARD_DAY = tuple(w.buckets for w in CARD_WINDOWS[3:])
 _IP_MINUTE = tuple(w.buckets for w in IP_WINDOWS[:3])
-_M1H, _H24H, _D7D, _D30D = (W1H.buckets,), (W24H.buckets,), (W7D.buckets,), (W30D.buckets,)
+_M1H, _H24H, _D7D = (W1H.buckets,), (W24H.buckets,), (W7D.buckets,)
 _D7D_30D = (W7D.buckets, W30D.buckets)
 
 
@@ -325,7 +330,7 @@ def card_step(state: CardState, tx: TxLike, dedup_ttl_s: int = DEDUP_TTL_SECONDS
 
 
 class EntityState:
-    """Per device, IP or merchant: count/amount buckets, distinct cards and BINs, visible fraud labels."""
+    """Per device, IP or merchant: count/amount buckets, distinct cards and BINs, fraud labels (merchant)."""
 
     __slots__ = ("bins", "cards", "day", "frauds", "hour", "kind", "minute")
 
@@ -336,7 +341,7 @@ class EntityState:
         self.day = Buckets("day")
         self.cards = CappedSet(64 if kind == "ip" else 32)
         self.bins = CappedSet(32)
-        self.frauds = Buckets("day")  # merchant: fraud labels by the day they became visible
+        self.frauds = FraudMarks()  # merchant: labelled frauds and when each became visible
 
     @classmethod
     def from_bytes(cls, kind: str, data: bytes | None) -> EntityState:
@@ -374,6 +379,8 @@ def apply_to_entity(kind: EntityKind, state: EntityState, tx: TxLike) -> None:
         state.day.add(t_s, cents)
     if kind != "merchant":
         state.cards.add(hash32(tx.card_id), t_s)
+    elif state.frauds:
+        state.frauds.expire(t_s - W30D.seconds)
     if kind == "ip" and tx.card_bin is not None:
         state.bins.add(hash32(tx.card_bin), t_s)
 
@@ -406,8 +413,8 @@ def entity_features(kind: EntityKind, state: EntityState, tx: TxLike) -> tuple[f
     (m1h,) = state.minute.totals(t_s, _M1H)
     (m24h,) = state.hour.totals(t_s, _H24H)
     m7d, m30d = state.day.totals(t_s, _D7D_30D)
-    (f30d,) = state.frauds.totals(t_s, _D30D)
-    rate = (f30d[0] + FRAUD_PRIOR * FRAUD_PRIOR_WEIGHT) / (m30d[0] + FRAUD_PRIOR_WEIGHT)
+    frauds = state.frauds.count_within(t_s, W30D.seconds)
+    rate = (frauds + FRAUD_PRIOR * FRAUD_PRIOR_WEIGHT) / (m30d[0] + FRAUD_PRIOR_WEIGHT)
     return (
         float(m1h[0]),
         float(m24h[0]),
@@ -415,7 +422,7 @@ def entity_features(kind: EntityKind, state: EntityState, tx: TxLike) -> tuple[f
         m24h[1] / 100 / m24h[0] if m24h[0] else NAN,
         m7d[1] / 100 / m7d[0] if m7d[0] else NAN,
         rate,
-        float(f30d[0]),
+        float(frauds),
     )
 
 
@@ -424,10 +431,18 @@ def entity_step(kind: EntityKind, state: EntityState, tx: TxLike) -> tuple[float
     return entity_features(kind, state, tx)
 
 
-def apply_label(state: EntityState, *, visible_at_ms: int, is_fraud: bool) -> None:
-    """A fraud label counts for the merchant from the moment it became known (delayed labels)."""
+def label_visible_at_ms(reported_at_ms: int) -> int:
+    return reported_at_ms + LABEL_VISIBLE_AFTER_SECONDS * 1000
+
+
+def apply_label(state: EntityState, *, transaction_id: str, reported_at_ms: int, is_fraud: bool) -> None:
+    """A fraud label marks its transaction for the merchant, counting from `label_visible_at_ms`; a
+    "legitimate" label withdraws an earlier fraud label of the same transaction at once."""
+    h = hash64(transaction_id)
     if is_fraud:
-        state.frauds.add(visible_at_ms // 1000, 0)
+        state.frauds.mark(h, label_visible_at_ms(reported_at_ms) // 1000)
+    else:
+        state.frauds.withdraw(h)
 
 
 # --- assembly ----------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Order, as in the stream: each card's transactions in the order given (arrival order, which Kafka keeps
 per key); each device's, IP's and merchant's transactions and label events in event-time order, key
-`(event_time_ms, transaction_id)`, which the stream's event-time merge reproduces. A repeated
+`(event_time_ms, transaction_id)`, which the stream's event-time merge reproduces; a label takes its place
+in its merchant's order at the time it was reported (after transactions of the same millisecond). A repeated
 transaction_id on a card is a duplicate: no second row, no second count. The parity tests compare the
 stream against this; training builds its matrix with it.
 """
@@ -31,17 +32,18 @@ from pipeline.features.definitions import (
     transaction_features,
 )
 
-#: Label events sort after transactions at the same millisecond.
-_LABEL_SORT = "\U0010ffff"
+#: Label events sort after transactions at the same millisecond (a prefix of their merge id).
+LABEL_SORT = "\U0010ffff"
 
 
 @dataclass(frozen=True, slots=True)
 class LabelEvent:
-    """A label as the workers see it: for a merchant, visible from `visible_at_ms` on."""
+    """A label as the workers see it: reported for a merchant's transaction at `reported_at_ms`, and
+    counting from `label_visible_at_ms(reported_at_ms)`."""
 
     transaction_id: str
     merchant_id: str
-    visible_at_ms: int
+    reported_at_ms: int
     is_fraud: bool
 
 
@@ -118,14 +120,19 @@ def compute_features(transactions: Iterable[TxLike], labels: Iterable[LabelEvent
             by_entity.setdefault((kind, key), []).append((tx.event_time_ms, tx.transaction_id, tx))
     for label in labels:
         by_entity.setdefault(("merchant", label.merchant_id), []).append(
-            (label.visible_at_ms, _LABEL_SORT + label.transaction_id, label)
+            (label.reported_at_ms, LABEL_SORT + label.transaction_id, label)
         )
     for (kind, _), events in by_entity.items():
         events.sort(key=lambda e: (e[0], e[1]))
         entity = EntityState(kind)
         for _, sort_id, item in events:
-            if sort_id.startswith(_LABEL_SORT):
-                apply_label(entity, visible_at_ms=item.visible_at_ms, is_fraud=item.is_fraud)
+            if sort_id.startswith(LABEL_SORT):
+                apply_label(
+                    entity,
+                    transaction_id=item.transaction_id,
+                    reported_at_ms=item.reported_at_ms,
+                    is_fraud=item.is_fraud,
+                )
             else:
                 rows[item.transaction_id][2][kind] = entity_step(kind, entity, item)
     matrix = np.empty((len(order), len(FEATURE_NAMES)), dtype=np.float64)

@@ -184,16 +184,70 @@ class RecentIds:
                 del self.ids[min(self.ids.items(), key=lambda kv: (kv[1], kv[0]))[0]]
 
     def to_bytes(self) -> bytes:
-        keys = sorted(self.ids)
-        return _U16.pack(len(keys)) + array("Q", keys).tobytes() + array("q", [self.ids[k] for k in keys]).tobytes()
+        return _dump_u64_seconds(self.ids)
 
     def load(self, buf: memoryview, pos: int) -> int:
-        (n,) = _U16.unpack_from(buf, pos)
-        pos += 2
-        keys, secs = array("Q"), array("q")
-        keys.frombytes(buf[pos : pos + 8 * n])
-        pos += 8 * n
-        secs.frombytes(buf[pos : pos + 8 * n])
-        pos += 8 * n
-        self.ids = dict(zip((int(k) for k in keys), (int(s) for s in secs), strict=True))
+        self.ids, pos = _load_u64_seconds(buf, pos)
         return pos
+
+
+class FraudMarks:
+    """Fraud labels of one merchant: labelled transaction hash -> second from which the label counts.
+
+    Keyed by transaction, so the same fraud reported twice (chargeback, then confirmed) counts once, a
+    label re-delivered after a crash changes nothing, and a later "confirmed legitimate" withdraws it.
+    The earliest visibility wins. Capped (the oldest marks go first), so a merchant's state stays bounded;
+    counts over a window saturate at the cap.
+    """
+
+    __slots__ = ("cap", "marks")
+
+    def __init__(self, cap: int = 256) -> None:
+        self.cap = cap
+        self.marks: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.marks)
+
+    def mark(self, h: int, visible_s: int) -> None:
+        prev = self.marks.get(h)
+        if prev is None or visible_s < prev:
+            self.marks[h] = visible_s
+        if len(self.marks) > self.cap:
+            del self.marks[min(self.marks.items(), key=lambda kv: (kv[1], kv[0]))[0]]
+
+    def withdraw(self, h: int) -> None:
+        self.marks.pop(h, None)
+
+    def count_within(self, event_s: int, seconds: int) -> int:
+        """Marks visible at `event_s` that became visible less than `seconds` before it."""
+        low = event_s - seconds
+        return sum(1 for s in self.marks.values() if low < s <= event_s)
+
+    def expire(self, before_s: int) -> None:
+        for h in [h for h, s in self.marks.items() if s <= before_s]:
+            del self.marks[h]
+
+    def to_bytes(self) -> bytes:
+        return _dump_u64_seconds(self.marks)
+
+    def load(self, buf: memoryview, pos: int) -> int:
+        self.marks, pos = _load_u64_seconds(buf, pos)
+        return pos
+
+
+def _dump_u64_seconds(values: dict[int, int]) -> bytes:
+    """{64-bit hash: second} as a count, the sorted hashes, then their seconds."""
+    keys = sorted(values)
+    return _U16.pack(len(keys)) + array("Q", keys).tobytes() + array("q", [values[k] for k in keys]).tobytes()
+
+
+def _load_u64_seconds(buf: memoryview, pos: int) -> tuple[dict[int, int], int]:
+    (n,) = _U16.unpack_from(buf, pos)
+    pos += 2
+    keys, secs = array("Q"), array("q")
+    keys.frombytes(buf[pos : pos + 8 * n])
+    pos += 8 * n
+    secs.frombytes(buf[pos : pos + 8 * n])
+    pos += 8 * n
+    return dict(zip((int(k) for k in keys), (int(s) for s in secs), strict=True)), pos

@@ -12,7 +12,7 @@ import json
 import shutil
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +205,58 @@ async def test_worker_and_gateway_metrics_parse_and_count_what_happened(stack: S
     }
     assert "verdict" in outcomes
     assert "riskstream_gateway_score_seconds" in gateway_metrics
+
+
+async def labels_applied(worker_web: int) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with httpx.AsyncClient(timeout=5) as http:
+        text = (await http.get(f"http://127.0.0.1:{worker_web}/metrics")).text
+    return sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "riskstream_worker_labels_total" and s.labels.get("outcome") == "applied"
+    )
+
+
+async def test_a_posted_label_raises_the_merchant_fraud_rate_only_once_its_delay_has_passed(stack: Stack) -> None:
+    from pipeline.features.definitions import LABEL_VISIBLE_AFTER_SECONDS
+
+    merchant = "m-labelled"
+    base = datetime.now(UTC) - timedelta(minutes=30)
+    reported = base + timedelta(minutes=5)
+    visible = timedelta(seconds=LABEL_VISIBLE_AFTER_SECONDS)
+    auth = {"Authorization": f"Bearer {KEY}"}
+    async with RiskstreamClient(stack.url, KEY, timeout_s=10) as client:
+        await client.score(tx("lab-1", merchant_id=merchant, timestamp=base.isoformat()))
+        async with httpx.AsyncClient(base_url=stack.url, headers=auth, timeout=5) as http:
+            deadline = time.monotonic() + 30
+            while (await http.get("/v1/verdicts/lab-1")).status_code != 200:  # stored by the sink
+                assert time.monotonic() < deadline, stack.logs()
+                await asyncio.sleep(0.3)
+            # No merchant in the label: the gateway completes it from the stored verdict.
+            posted = await http.post(
+                "/v1/labels",
+                json={"transaction_id": "lab-1", "label": "chargeback", "reported_at": reported.isoformat()},
+            )
+            assert posted.status_code == 202 and posted.json()["merchant_id"] == merchant, posted.text
+        deadline = time.monotonic() + 30
+        while await labels_applied(stack.worker_web) < 1:
+            assert time.monotonic() < deadline, stack.logs()
+            await asyncio.sleep(0.3)
+        at = {
+            "before": reported - timedelta(seconds=30),
+            "reported": reported + visible - timedelta(seconds=1),
+            "visible": reported + visible,
+        }
+        verdicts = {
+            name: await client.score(tx(f"lab-{name}", merchant_id=merchant, timestamp=when.isoformat()))
+            for name, when in at.items()
+        }
+        other = await client.score(tx("lab-other", timestamp=(reported + 2 * visible).isoformat()))
+    counts = {name: (v.features or {})["merchant_fraud_count_30d"] for name, v in verdicts.items()}
+    assert counts == {"before": 0, "reported": 0, "visible": 1}, counts
+    rates = {name: (v.features or {})["merchant_fraud_rate_30d"] or 0.0 for name, v in verdicts.items()}
+    assert rates["visible"] > rates["reported"]
+    assert (other.features or {})["merchant_fraud_count_30d"] == 0, "a label counts for its own merchant only"

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.features import FEATURE_CODE_VERSION, FEATURE_NAMES, compute_features, rows_from_frame
 from pipeline.models import current_version, load_model, read_metadata
-from training.dataset import build_dataset
+from training.dataset import build_dataset, label_events
 from training.generate import GeneratorConfig, generate
 
 runner = CliRunner()
@@ -50,6 +50,17 @@ def test_training_features_are_the_stream_reference(tmp_path: Path) -> None:
     reference = compute_features(rows_from_frame(df))
     assert dataset.transaction_ids == reference.transaction_ids
     assert np.array_equal(dataset.matrix, reference.matrix, equal_nan=True)
+
+
+def test_training_features_with_labels_are_the_stream_reference() -> None:
+    df = generate(GeneratorConfig(transactions=15000, days=20, seed=6))
+    labels = label_events(df, label_delay_days=7)
+    assert len(labels) > 50
+    dataset = build_dataset(df, label_delay_days=7, label_features=True, processes=2)
+    reference = compute_features(rows_from_frame(df), labels)
+    assert np.array_equal(dataset.matrix, reference.matrix, equal_nan=True)
+    counts = dataset.matrix[:, FEATURE_NAMES.index("merchant_fraud_count_30d")]
+    assert counts.max() >= 2, "labels reached the merchant features"
 
 
 def test_train_on_a_users_csv_with_only_the_required_fields(tmp_path: Path) -> None:
