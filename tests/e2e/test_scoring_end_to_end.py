@@ -260,3 +260,46 @@ async def test_a_posted_label_raises_the_merchant_fraud_rate_only_once_its_delay
     rates = {name: (v.features or {})["merchant_fraud_rate_30d"] or 0.0 for name, v in verdicts.items()}
     assert rates["visible"] > rates["reported"]
     assert (other.features or {})["merchant_fraud_count_30d"] == 0, "a label counts for its own merchant only"
+
+
+async def test_tail_and_the_example_consumer_show_the_pipelines_verdicts(stack: Stack) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    async with RiskstreamClient(stack.url, KEY, timeout_s=10) as client:
+        sanctioned = await client.score(tx("tail-kp", country="KP"))  # an enforced decline
+        approved = await client.score(tx("tail-ok"))
+    assert sanctioned.decision == "decline"
+    env = stack.env.environ()
+    root = Path(__file__).resolve().parents[2]
+    tail = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "pipeline.cli", "tail", "--from-beginning", "--json", "--decision", "decline",
+         "--card", "card-tail-kp", "--max", "1"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=root,
+    )  # fmt: skip
+    assert tail.returncode == 0, tail.stderr
+    [line] = tail.stdout.splitlines()
+    assert Verdict.model_validate_json(line).transaction_id == "tail-kp"
+
+    out = stack.env.root / "downstream.log"
+    with out.open("wb") as sink:
+        consumer = subprocess.Popen(
+            [sys.executable, "-u", str(root / "examples" / "downstream_consumer.py"), "--bootstrap",
+             stack.env.bootstrap, "--topic", stack.env.topics["VERDICTS_TOPIC"], "--group", f"example-{stack.port}"],
+            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "tail-kp" not in out.read_text():
+            assert time.monotonic() < deadline and consumer.poll() is None, out.read_text()
+            await asyncio.sleep(0.2)
+    finally:
+        os.killpg(consumer.pid, signal.SIGTERM)
+        consumer.wait(15)
+    cases = out.read_text().splitlines()
+    [case] = [c for c in cases if "tail-kp" in c]
+    assert case.startswith("case for tail-kp: decline"), case
+    assert not any("tail-ok:" in c for c in cases) or approved.decision != "approve", "approvals open no case"
