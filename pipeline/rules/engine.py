@@ -127,13 +127,14 @@ def load_rules(directory: Path) -> RuleSet:
 def _load_file(path: Path, text: str, lists: Mapping[str, frozenset[str]]) -> list[Rule]:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is None:
+            return []
+        # Constructing refuses every tag but plain YAML types (`!!python/...` raises here; nothing runs).
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise RulesError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from e
-    if root is None:
-        return []
-    data = yaml.safe_load(text)
     if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
         raise RulesError(f"{path}:{_line_of(root)}: expected a mapping with a `rules:` list")
     rules_node = next(v for k, v in root.value if k.value == "rules")

@@ -58,6 +58,11 @@ def test_the_shipped_default_rules_load(tmp_path: Path) -> None:
             "between 0 and 1",
         ),
         ("rules: [\n", "not valid YAML"),
+        (  # a YAML tag that would construct a Python object: refused, nothing runs
+            "rules:\n  - id: a\n    when: !!python/object/apply:os.system ['touch /tmp/pwned']\n    action: review\n"
+            "    state: enforce\n",
+            "r.yaml:3: not valid YAML",
+        ),
         ("just text\n", "expected a mapping"),
     ],
 )
