@@ -34,7 +34,10 @@ _ONE_MS = timedelta(milliseconds=1)
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$"
 _PAN_CANDIDATE = re.compile(r"^\d{13,19}$")
-_PAN_SEPARATORS = re.compile(r"[\s-]")
+_PAN_SEPARATORS = re.compile(r"[\s.-]")
+#: A card number inside a longer string: 13 to 19 digits, single spaces, dots or dashes between them,
+#: starting with a card network's first digit (2-6: Mastercard, Amex, JCB, Diners, Visa, Discover, UnionPay).
+_PAN_RUN = re.compile(r"(?<![0-9])[2-6](?:[ .-]?[0-9]){12,18}(?![0-9])")
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=_ID)]
 CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
@@ -48,7 +51,7 @@ class RecordError(ValueError):
         self.reason = reason
 
 
-_PAN_IN_TEXT = re.compile(rb"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
+_PAN_IN_TEXT = re.compile(rb"(?<![0-9])[0-9](?:[ .-]?[0-9]){12,18}(?![0-9])")
 
 
 def mask_pans(raw: bytes) -> bytes:
@@ -58,7 +61,7 @@ def mask_pans(raw: bytes) -> bytes:
     """
 
     def mask(match: re.Match[bytes]) -> bytes:
-        digits = re.sub(rb"[ -]", b"", match.group())
+        digits = re.sub(rb"[ .-]", b"", match.group())
         if not luhn_valid(digits.decode()):
             return match.group()
         return digits[:6] + b"*" * (len(digits) - 10) + digits[-4:]
@@ -79,9 +82,28 @@ def luhn_valid(digits: str) -> bool:
 
 
 def looks_like_pan(value: str) -> bool:
-    """13 to 19 digits (spaces and dashes ignored) passing the Luhn check: a primary account number."""
+    """13 to 19 digits (spaces, dots and dashes ignored) passing the Luhn check: a primary account number."""
     compact = _PAN_SEPARATORS.sub("", value)
     return bool(_PAN_CANDIDATE.match(compact)) and luhn_valid(compact)
+
+
+def contains_pan(value: str) -> bool:
+    """A card number anywhere in the string ("card-4111111111111111"), or the whole string one.
+
+    For identifiers that must be tokens (card, customer, device, merchant) and free text. Not for
+    `transaction_id`, where numeric order ids are common: there only the whole value is checked, else one
+    16-digit id in twenty would be refused by chance.
+    """
+    if looks_like_pan(value):
+        return True
+    return any(luhn_valid(_PAN_SEPARATORS.sub("", m.group())) for m in _PAN_RUN.finditer(value))
+
+
+def _refuse_pan(value: Any, check: Any = contains_pan) -> Any:
+    # Before the pattern check, so "4111 1111 1111 1111" is called what it is: a card number.
+    if isinstance(value, str) and check(value):
+        raise ValueError("looks like a card number (PAN); send a token, never the PAN")
+    return value
 
 
 class Transaction(BaseModel):
@@ -118,13 +140,15 @@ class Transaction(BaseModel):
             raise ValueError(f"unknown ISO 4217 currency {value!r}")
         return value
 
-    @field_validator("card_id", "customer_id", "merchant_id", "device_id", "transaction_id", mode="before")
+    @field_validator("card_id", "customer_id", "merchant_id", "device_id", "merchant_category", mode="before")
     @classmethod
     def _no_pan(cls, value: Any) -> Any:
-        # Before the pattern check, so "4111 1111 1111 1111" is called what it is: a card number.
-        if isinstance(value, str) and looks_like_pan(value):
-            raise ValueError("looks like a card number (PAN); send a token, never the PAN")
-        return value
+        return _refuse_pan(value)
+
+    @field_validator("transaction_id", mode="before")
+    @classmethod
+    def _id_not_a_pan(cls, value: Any) -> Any:
+        return _refuse_pan(value, looks_like_pan)
 
     @field_validator("ip")
     @classmethod
@@ -215,12 +239,15 @@ class Label(BaseModel):
     merchant_id: Identifier | None = None
     source: str | None = Field(None, max_length=64)
 
-    @field_validator("card_id", "merchant_id", mode="before")
+    @field_validator("card_id", "merchant_id", "source", mode="before")
     @classmethod
     def _no_pan(cls, value: Any) -> Any:
-        if isinstance(value, str) and looks_like_pan(value):
-            raise ValueError("looks like a card number (PAN); send a token, never the PAN")
-        return value
+        return _refuse_pan(value)
+
+    @field_validator("transaction_id", mode="before")
+    @classmethod
+    def _id_not_a_pan(cls, value: Any) -> Any:
+        return _refuse_pan(value, looks_like_pan)
 
     @field_validator("reported_at")
     @classmethod

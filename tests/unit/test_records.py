@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.records import RecordError, looks_like_pan, parse_label, parse_transaction
+from pipeline.records import RecordError, contains_pan, looks_like_pan, parse_label, parse_transaction
 from tests.contract.test_schemas import SCHEMA_BREAKS, VALID_TX, VALIDATOR_ONLY, mutate
 
 FIELD_OF = {
@@ -72,10 +72,35 @@ def test_valid_transactions_round_trip() -> None:
 @pytest.mark.parametrize(
     ("value", "pan"),
     [("4111111111111111", True), ("4111 1111 1111 1111", True), ("4111111111111112", False),
-     ("card-4111111111111111", False), ("123456789012", False), ("5500-0000-0000-0004", True)],
+     ("card-4111111111111111", False), ("123456789012", False), ("5500-0000-0000-0004", True),
+     ("4111.1111.1111.1111", True)],
 )  # fmt: skip
 def test_pan_detection(value: str, pan: bool) -> None:
     assert looks_like_pan(value) is pan
+
+
+@pytest.mark.parametrize(
+    ("value", "pan"),
+    [("card-4111111111111111", True), ("c_4111.1111.1111.1111_x", True), ("tok-5500-0000-0000-0004", True),
+     ("card-4111111111111112", False), ("dev-1733011200000123", False), ("m-12345", False),
+     ("order-0000000000000000", False), ("4111111111111111", True)],
+)  # fmt: skip
+def test_a_pan_inside_an_identifier_is_found(value: str, pan: bool) -> None:
+    assert contains_pan(value) is pan
+
+
+@pytest.mark.parametrize("field", ["card_id", "customer_id", "device_id", "merchant_id"])
+def test_a_token_that_embeds_a_pan_is_refused(field: str) -> None:
+    doc = dict(VALID_TX, **{field: "tok-4111111111111111"})
+    with pytest.raises(RecordError, match=f"{field}: .*card number"):
+        parse_transaction(json.dumps(doc).encode())
+
+
+def test_a_label_with_a_pan_anywhere_is_refused() -> None:
+    body = {"transaction_id": "t", "label": "chargeback", "reported_at": "2026-11-01T00:00:00Z"}
+    for field, value in (("card_id", "c-4111111111111111"), ("source", "analyst saw 4111 1111 1111 1111")):
+        with pytest.raises(RecordError, match="card number"):
+            parse_label(json.dumps(body | {field: value}).encode())
 
 
 def test_labels_are_validated_too() -> None:
