@@ -11,11 +11,24 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
-from array import array
+from functools import lru_cache
 
 from pipeline.features.windows import TIERS
 
 _U16 = struct.Struct("<H")
+_BUCKET_HEAD = struct.Struct("<HB")
+
+
+@lru_cache(maxsize=4096)
+def _bucket_struct(n: int, wide: int) -> struct.Struct:
+    """One compiled layout per (size, widths): packing in one call is several times faster than arrays."""
+    count = "I" if wide & 1 else "H"
+    return struct.Struct(f"<HB{n}I{n}{count}{n}{count}{n}{'q' if wide & 2 else 'I'}")
+
+
+@lru_cache(maxsize=4096)
+def _hash_seconds_struct(n: int, hash_code: str) -> struct.Struct:
+    return struct.Struct(f"<H{n}{hash_code}{n}q")
 
 
 def hash32(text: str) -> int:
@@ -75,32 +88,26 @@ class Buckets:
         return out
 
     def to_bytes(self) -> bytes:
-        keys = sorted(self.data)
-        idx = array("I", keys)
-        counts = [self.data[k][0] for k in keys]
-        cents = [self.data[k][1] for k in keys]
-        flags = [self.data[k][2] for k in keys]
-        wide = int(max(counts, default=0) > 0xFFFF or max(flags, default=0) > 0xFFFF)
-        wide |= int(max(cents, default=0) > 0xFFFFFFFF or min(cents, default=0) < 0) << 1
-        cnt = array("I" if wide & 1 else "H", counts)
-        fl = array("I" if wide & 1 else "H", flags)
-        cn = array("q" if wide & 2 else "I", cents)
-        return struct.pack("<HB", len(keys), wide) + idx.tobytes() + cnt.tobytes() + fl.tobytes() + cn.tobytes()
+        """Count, width flags, then the sorted bucket indexes, counts, flags and cents as arrays."""
+        data = self.data
+        keys = sorted(data)
+        n = len(keys)
+        values = [data[k] for k in keys]
+        counts = [v[0] for v in values]
+        flags = [v[2] for v in values]
+        cents = [v[1] for v in values]
+        wide = int(n > 0 and (max(counts) > 0xFFFF or max(flags) > 0xFFFF))
+        wide |= int(n > 0 and (max(cents) > 0xFFFFFFFF or min(cents) < 0)) << 1
+        return _bucket_struct(n, wide).pack(n, wide, *keys, *counts, *flags, *cents)
 
     def load(self, buf: memoryview, pos: int) -> int:
-        n, wide = struct.unpack_from("<HB", buf, pos)
-        pos += 3
-        arrays = []
-        for code in ("I", "I" if wide & 1 else "H", "I" if wide & 1 else "H", "q" if wide & 2 else "I"):
-            a = array(code)
-            width = a.itemsize * n
-            a.frombytes(buf[pos : pos + width])
-            pos += width
-            arrays.append(a)
-        idx, counts, flags, cents = arrays
-        self.data = {int(k): [int(c), int(m), int(f)] for k, c, f, m in zip(idx, counts, flags, cents, strict=True)}
-        self.newest = max(self.data, default=-(2**62))
-        return pos
+        n, wide = _BUCKET_HEAD.unpack_from(buf, pos)
+        layout = _bucket_struct(n, wide)
+        fields = layout.unpack_from(buf, pos)
+        keys, counts, flags, cents = (fields[2 + i * n : 2 + (i + 1) * n] for i in range(4))
+        self.data = {k: [c, m, f] for k, c, f, m in zip(keys, counts, flags, cents, strict=True)}
+        self.newest = max(keys, default=-(2**62))
+        return pos + layout.size
 
 
 class CappedSet:
@@ -140,18 +147,10 @@ class CappedSet:
             del self.seen[h]
 
     def to_bytes(self) -> bytes:
-        keys = sorted(self.seen)
-        return _U16.pack(len(keys)) + array("I", keys).tobytes() + array("q", [self.seen[k] for k in keys]).tobytes()
+        return _dump_hash_seconds(self.seen, "I")
 
     def load(self, buf: memoryview, pos: int) -> int:
-        (n,) = _U16.unpack_from(buf, pos)
-        pos += 2
-        keys, secs = array("I"), array("q")
-        keys.frombytes(buf[pos : pos + 4 * n])
-        pos += 4 * n
-        secs.frombytes(buf[pos : pos + 8 * n])
-        pos += 8 * n
-        self.seen = dict(zip((int(k) for k in keys), (int(s) for s in secs), strict=True))
+        self.seen, pos = _load_hash_seconds(buf, pos, "I")
         return pos
 
 
@@ -177,10 +176,10 @@ class RecentIds:
                 del self.ids[min(self.ids.items(), key=lambda kv: (kv[1], kv[0]))[0]]
 
     def to_bytes(self) -> bytes:
-        return _dump_u64_seconds(self.ids)
+        return _dump_hash_seconds(self.ids, "Q")
 
     def load(self, buf: memoryview, pos: int) -> int:
-        self.ids, pos = _load_u64_seconds(buf, pos)
+        self.ids, pos = _load_hash_seconds(buf, pos, "Q")
         return pos
 
 
@@ -222,25 +221,22 @@ class FraudMarks:
             del self.marks[h]
 
     def to_bytes(self) -> bytes:
-        return _dump_u64_seconds(self.marks)
+        return _dump_hash_seconds(self.marks, "Q")
 
     def load(self, buf: memoryview, pos: int) -> int:
-        self.marks, pos = _load_u64_seconds(buf, pos)
+        self.marks, pos = _load_hash_seconds(buf, pos, "Q")
         return pos
 
 
-def _dump_u64_seconds(values: dict[int, int]) -> bytes:
-    """{64-bit hash: second} as a count, the sorted hashes, then their seconds."""
+def _dump_hash_seconds(values: dict[int, int], hash_code: str) -> bytes:
+    """{hash: second} as a count, the sorted hashes (32-bit "I" or 64-bit "Q"), then their seconds."""
     keys = sorted(values)
-    return _U16.pack(len(keys)) + array("Q", keys).tobytes() + array("q", [values[k] for k in keys]).tobytes()
+    n = len(keys)
+    return _hash_seconds_struct(n, hash_code).pack(n, *keys, *[values[k] for k in keys])
 
 
-def _load_u64_seconds(buf: memoryview, pos: int) -> tuple[dict[int, int], int]:
+def _load_hash_seconds(buf: memoryview, pos: int, hash_code: str) -> tuple[dict[int, int], int]:
     (n,) = _U16.unpack_from(buf, pos)
-    pos += 2
-    keys, secs = array("Q"), array("q")
-    keys.frombytes(buf[pos : pos + 8 * n])
-    pos += 8 * n
-    secs.frombytes(buf[pos : pos + 8 * n])
-    pos += 8 * n
-    return dict(zip((int(k) for k in keys), (int(s) for s in secs), strict=True)), pos
+    layout = _hash_seconds_struct(n, hash_code)
+    fields = layout.unpack_from(buf, pos)
+    return dict(zip(fields[1 : 1 + n], fields[1 + n :], strict=True)), pos + layout.size
