@@ -2,7 +2,8 @@
 
 Latency is measured from each request's scheduled time, so a slow answer delays nothing and queueing shows
 up in the percentiles (no coordinated omission). The same load runs against the gateway in front of the
-pipeline and in front of a bare Kafka echo, in the same run.
+pipeline, in front of a bare Kafka echo, and against in-process scoring (FastAPI + XGBoost, no Kafka), in
+the same run.
 """
 
 from __future__ import annotations
@@ -103,11 +104,19 @@ async def wait_ready(url: str, timeout_s: float = 90) -> None:
             await asyncio.sleep(0.5)
 
 
+BACKENDS: dict[str, list[str]] = {
+    "echo": ["-m", "pipeline.benchmarks.echo"],
+    "pipeline": ["-m", "pipeline.cli", "worker"],
+    # No gateway and no Kafka: the process that answers HTTP scores the transaction itself.
+    "inprocess": ["-m", "pipeline.benchmarks.inprocess"],
+}
+
+
 def run(
     bootstrap: str, root: Path, models_dir: Path, rates: list[float], seconds: float
 ) -> dict[str, list[dict[str, Any]]]:
     results: dict[str, list[dict[str, Any]]] = {}
-    for name, backend in (("echo", ["-m", "pipeline.benchmarks.echo"]), ("pipeline", ["-m", "pipeline.cli", "worker"])):
+    for name, backend in BACKENDS.items():
         port = free_port()
         env = BenchEnv(
             bootstrap,
@@ -120,10 +129,13 @@ def run(
             },
         )
         env.create_topics()
-        roles = [
-            Role(backend, env.environ(), root / f"lat-{name}-backend.log").start(),
-            Role(["-m", "pipeline.cli", "gateway"], env.environ(), root / f"lat-{name}-gateway.log").start(),
-        ]
+        if name == "inprocess":
+            roles = [Role([*backend, "--port", str(port)], env.environ(), root / "lat-inprocess.log").start()]
+        else:
+            roles = [
+                Role(backend, env.environ(), root / f"lat-{name}-backend.log").start(),
+                Role(["-m", "pipeline.cli", "gateway"], env.environ(), root / f"lat-{name}-gateway.log").start(),
+            ]
         try:
             url = f"http://127.0.0.1:{port}"
             asyncio.run(wait_ready(url))

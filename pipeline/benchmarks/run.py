@@ -125,9 +125,18 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} |"
             )
     if {"echo", "pipeline"} <= set(results.get("latency", {})):
-        lines += ["", "| req/s | p50 pipeline/echo | p99 pipeline/echo |", "|---:|---:|---:|"]
-        for e, p in zip(results["latency"]["echo"], results["latency"]["pipeline"], strict=True):
-            lines.append(f"| {e['rate']:.0f} | {p['p50_ms'] / e['p50_ms']:.2f} | {p['p99_ms'] / e['p99_ms']:.2f} |")
+        lat = results["latency"]
+        inproc = lat.get("inprocess") or [None] * len(lat["echo"])
+        lines += [
+            "",
+            "| req/s | p50 pipeline/echo (goal <= 2) | p99 pipeline/echo (goal <= 3) | p50 pipeline/in-process |",
+            "|---:|---:|---:|---:|",
+        ]
+        for e, p, i in zip(lat["echo"], lat["pipeline"], inproc, strict=True):
+            vs_inproc = f"{p['p50_ms'] / i['p50_ms']:.2f}" if i else "-"
+            lines.append(
+                f"| {e['rate']:.0f} | {p['p50_ms'] / e['p50_ms']:.2f} | {p['p99_ms'] / e['p99_ms']:.2f} | {vs_inproc} |"
+            )
     return "\n".join(lines) + "\n"
 
 
