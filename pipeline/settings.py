@@ -56,6 +56,9 @@ class WorkerSettings(BaseModel):
     #: Records taken per micro-batch and the longest wait to fill one.
     batch_size: int = Field(500, ge=1)
     batch_window_seconds: float = Field(0.005, gt=0)
+    #: How long the broker may hold a fetch with no new data (Faust's own 1500 ms is a latency tail; see
+    #: pipeline.app). Lower is faster to react, higher spends fewer empty fetches when idle.
+    fetch_max_wait_ms: int = Field(10, ge=1, le=1500)
     #: Emit the full feature vector with every verdict (debugging, backtests).
     emit_features: bool = False
     #: Transactions older than this at their entity stage are "late" (see README, late events).

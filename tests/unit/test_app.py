@@ -1,0 +1,16 @@
+"""The Faust app as the worker builds it: settings that Faust itself does not expose still apply."""
+
+from __future__ import annotations
+
+from pipeline.app import create_app
+from pipeline.settings import Settings, WorkerSettings
+
+
+async def test_the_worker_consumer_uses_the_configured_fetch_wait_not_fausts_1500_ms() -> None:
+    app = create_app(Settings(worker=WorkerSettings(app_id="unit-fetch-wait", fetch_max_wait_ms=7)))
+    thread = app.consumer._thread
+    consumer = thread._create_worker_consumer(app.transport)
+    try:
+        assert consumer._fetch_max_wait_ms == 7
+    finally:
+        await consumer.stop()
