@@ -7,10 +7,10 @@ only count a label for a merchant they know.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-
-import logging
 
 from api.bridge import BridgeUnavailable
 from api.deps import Authorized, GatewayState, State
