@@ -65,6 +65,12 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         "broker_session_timeout": worker.session_timeout_seconds,
         "broker_heartbeat_interval": min(3.0, worker.session_timeout_seconds / 3),
         "topic_disable_leader": True,
+        # On a rebalance or a stop, Faust would wait until every consumed record is acked. The stages hold
+        # records unacked on purpose (the event-time merge and the join wait for other partitions, which
+        # are paused then), so that wait never ends: the survivor of a rebalance deadlocked and a worker
+        # asked to stop hung. Without it Faust commits what is acked (never past a held record, see
+        # pipeline.acks) and the partition's next owner re-reads the rest, which the stages recognise.
+        "stream_wait_empty": False,
         "logging_config": logging_config(settings.log_level, settings.log_format),
     }
     options.update(overrides)

@@ -14,3 +14,8 @@ async def test_the_worker_consumer_uses_the_configured_fetch_wait_not_fausts_150
         assert consumer._fetch_max_wait_ms == 7
     finally:
         await consumer.stop()
+
+
+def test_rebalances_do_not_wait_for_records_the_stages_hold_on_purpose() -> None:
+    app = create_app(Settings(worker=WorkerSettings(app_id="unit-wait-empty")))
+    assert app.conf.stream_wait_empty is False
