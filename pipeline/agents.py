@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline import metrics, stages, wire
 from pipeline.acks import OffsetGuard, OrderedAcks
+from pipeline.kafka.admin import CARD_TABLE, ENTITY_TABLE
 from pipeline.merge import EventTimeMerger
 from pipeline.models import LoadedModel
 from pipeline.rules import RulesWatcher
@@ -85,8 +86,8 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     labels_topic = app.topic(kafka.labels_topic, partitions=partitions)
     entity_topic = app.topic(kafka.entity_topic, partitions=partitions, internal=True)
     partials_topic = app.topic(kafka.partials_topic, partitions=partitions, internal=True)
-    card_table = app.Table("card-state", partitions=partitions, key_type=bytes, value_type=bytes)
-    entity_table = app.Table("entity-state", partitions=partitions, key_type=bytes, value_type=bytes)
+    card_table = app.Table(CARD_TABLE, partitions=partitions, key_type=bytes, value_type=bytes)
+    entity_table = app.Table(ENTITY_TABLE, partitions=partitions, key_type=bytes, value_type=bytes)
     table: Any
     for table in (card_table, entity_table):
         # Values are our own compact bytes; Faust would otherwise decode changelogs as JSON on recovery.
@@ -128,7 +129,11 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                     guard.seeking.add(partition)
                     last_seek[(topic, partition)] = now
                     if expected is not None:
-                        await app.consumer.seek(TP(topic, partition), expected)
+                        try:
+                            await app.consumer.seek(TP(topic, partition), expected)
+                        except Exception as e:  # revoked meanwhile: the next owner starts from the commit
+                            log.warning("seek on %s partition %d failed: %r", topic, partition, e)
+                            guard.forget(partition)
         return out
 
     def source_tp(source: int) -> TP:
@@ -139,7 +144,10 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
 
     async def caught_up(source: int) -> bool:
         tp = source_tp(source)
-        highwater = app.consumer.highwater(tp)
+        try:
+            highwater = app.consumer.highwater(tp)
+        except AssertionError:  # aiokafka: not assigned (any more, or not yet); the next marker corrects it
+            return False
         if highwater is None:
             return False
         done = processed_offset.get(source)

@@ -35,7 +35,29 @@ def default_topic_specs(settings: Settings) -> list[TopicSpec]:
         # Internal: they only need to outlive a worker restart, and are read by the owner of each partition.
         TopicSpec(k.entity_topic, n, rf, {"retention.ms": str(24 * 3600 * 1000)}),
         TopicSpec(k.partials_topic, n, rf, {"retention.ms": str(24 * 3600 * 1000)}),
+        *changelog_topic_specs(settings),
     ]
+
+
+#: The worker's Faust tables (pipeline.agents); Faust names their changelogs `<app id>-<table>-changelog`.
+CARD_TABLE, ENTITY_TABLE = "card-state", "entity-state"
+STATE_TABLES = (CARD_TABLE, ENTITY_TABLE)
+
+
+def changelog_topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The tables' compacted changelogs, created before any worker starts.
+
+    Faust would create them itself at start-up, but its partition assignor drops a topic that is missing
+    from the group leader's metadata, and the first assignment races that creation: a table left out of
+    the assignment is never recovered when its partitions move, and a worker taking one over would work
+    from an empty state (wrong features after the next rebalance).
+    """
+    k = settings.kafka
+    return [
+        TopicSpec(f"{settings.worker.app_id}-{table}-changelog", k.partitions, k.replication_factor,
+                  {"cleanup.policy": "compact"})
+        for table in STATE_TABLES
+    ]  # fmt: skip
 
 
 def _admin(bootstrap: str) -> AdminClient:

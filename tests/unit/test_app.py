@@ -19,3 +19,16 @@ async def test_the_worker_consumer_uses_the_configured_fetch_wait_not_fausts_150
 def test_rebalances_do_not_wait_for_records_the_stages_hold_on_purpose() -> None:
     app = create_app(Settings(worker=WorkerSettings(app_id="unit-wait-empty")))
     assert app.conf.stream_wait_empty is False
+
+
+def test_the_topics_command_creates_exactly_the_changelogs_the_tables_use() -> None:
+    from pipeline.agents import build_topology
+    from pipeline.kafka.admin import changelog_topic_specs
+
+    settings = Settings(worker=WorkerSettings(app_id="unit-changelogs"))
+    app = create_app(settings)
+    build_topology(app, settings)
+    used = {table.changelog_topic.get_topic_name() for table in app.tables.values()}
+    specs = changelog_topic_specs(settings)
+    assert used == {spec.name for spec in specs}
+    assert all(spec.config["cleanup.policy"] == "compact" and spec.partitions == 8 for spec in specs)
