@@ -83,13 +83,15 @@ def test_pan_detection(value: str, pan: bool) -> None:
     ("value", "pan"),
     [("card-4111111111111111", True), ("c_4111.1111.1111.1111_x", True), ("tok-5500-0000-0000-0004", True),
      ("card-4111111111111112", False), ("dev-1733011200000123", False), ("m-12345", False),
-     ("order-0000000000000000", False), ("4111111111111111", True)],
+     ("order-0000000000000000", False), ("4111111111111111", True), ("amex 3782 822463 10005", True),
+     ("tx-4111111111111111", True), ("4111-1111 1111.1111", True), ("tok4111111111111111", False),
+     ("0b8e5c4a-4111-1111-1111-111111111111", False)],
 )  # fmt: skip
 def test_a_pan_inside_an_identifier_is_found(value: str, pan: bool) -> None:
     assert contains_pan(value) is pan
 
 
-@pytest.mark.parametrize("field", ["card_id", "customer_id", "device_id", "merchant_id"])
+@pytest.mark.parametrize("field", ["card_id", "customer_id", "device_id", "merchant_id", "transaction_id"])
 def test_a_token_that_embeds_a_pan_is_refused(field: str) -> None:
     doc = dict(VALID_TX, **{field: "tok-4111111111111111"})
     with pytest.raises(RecordError, match=f"{field}: .*card number"):
