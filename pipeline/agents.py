@@ -207,6 +207,19 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             sends.append((kafka.dlq_topic, dl.key, dl.value or b"", None, headers))
         return sends
 
+    async def progress_markers(
+        records: Sequence[wire.RawRecord], forwarded: dict[int, int], *, first_source: int
+    ) -> list[tuple[int, int, bool]]:
+        """Note how far a batch took its sources (merge source = first_source + partition); their markers."""
+        for r in records:
+            source = first_source + r.partition
+            if r.offset > processed_offset.get(source, -1):
+                processed_offset[source] = r.offset
+        for p, ms in forwarded.items():
+            source = first_source + p
+            forwarded_ms[source] = max(ms, forwarded_ms.get(source, ms))
+        return await markers_for(sorted({first_source + r.partition for r in records}))
+
     @app.agent(tx_topic, name="card_stage")
     async def card_stage(stream: Any) -> None:
         async for taken in stream.noack_take(batch, within=within):
@@ -216,12 +229,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             records = [_record(e) for e in events]
             result = stages.process_card_batch(records, card_table.data.get)
             sends = dead_letter_sends(result.dead_letters, kafka.transactions_topic)
-            for r in records:
-                if r.offset > processed_offset.get(r.partition, -1):
-                    processed_offset[r.partition] = r.offset
-            for p, ms in result.forwarded_ms.items():
-                forwarded_ms[p] = max(ms, forwarded_ms.get(p, ms))
-            markers = await markers_for(sorted({r.partition for r in records}))
+            markers = await progress_markers(records, result.forwarded_ms, first_source=0)
             sends.extend(entity_sends(result.entity_records, markers))
             sends.extend(partial_sends(result.partials))
             await send_all(sends)
@@ -247,13 +255,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             records = [_record(e) for e in events]
             result = stages.process_label_batch(records, first_source=partitions)
             sends = dead_letter_sends(result.dead_letters, kafka.labels_topic)
-            for r in records:
-                source = partitions + r.partition
-                if r.offset > processed_offset.get(source, -1):
-                    processed_offset[source] = r.offset
-            for p, ms in result.forwarded_ms.items():
-                forwarded_ms[partitions + p] = max(ms, forwarded_ms.get(partitions + p, ms))
-            markers = await markers_for(sorted({partitions + r.partition for r in records}))
+            markers = await progress_markers(records, result.forwarded_ms, first_source=partitions)
             sends.extend(entity_sends(result.entity_records, markers))
             await send_all(sends)
             metrics.RECORDS.labels("label").inc(len(records))
