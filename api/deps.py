@@ -22,7 +22,9 @@ class GatewayState:
     sessions: Any = None
 
 
-def get_state(request: Request) -> GatewayState:
+# `async def`, both: FastAPI runs a plain `def` dependency in its thread pool, two thread hops per request
+# for a dict lookup and a SHA-256 compare that never block (measured: ~10% of the gateway's CPU per score).
+async def get_state(request: Request) -> GatewayState:
     state: GatewayState = request.app.state.gateway
     return state
 
@@ -30,7 +32,7 @@ def get_state(request: Request) -> GatewayState:
 State = Annotated[GatewayState, Depends(get_state)]
 
 
-def require_api_key(request: Request, state: State) -> None:
+async def require_api_key(request: Request, state: State) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from api.auth import ApiKeys
 from api.bridge import KafkaBridge
 from api.deps import GatewayState
 from api.errors import install_error_handlers
+from api.overload import ScoreAdmission
 from api.routes import health, labels, score, verdicts
 from pipeline.db.engine import create_engine_from_settings, session_factory
 from pipeline.settings import Settings, get_settings
@@ -39,9 +41,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings, bridge=bridge, api_keys=keys, sessions=session_factory(engine)
         )
         log.info("gateway ready, replies on %s", reply_topic)
+        # Everything built so far lives as long as the process: keep it out of the cyclic collector's full
+        # passes, which under load paused the event loop for up to ~330 ms (with this, under 50 ms).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()  # an app run in-process (tests) leaves its host's collector as it found it
             await bridge.stop()
             engine.dispose()
 
@@ -52,6 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(
+        ScoreAdmission,
+        deadline_s=settings.gateway.deadline_ms / 1000,
+        on_shed=score.REQUESTS.labels("overloaded").inc,
+    )
     app.include_router(health.router)
     app.include_router(score.router)
     app.include_router(verdicts.router)

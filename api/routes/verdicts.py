@@ -36,7 +36,12 @@ async def lookup_verdict(state: Any, transaction_id: str) -> Verdict | None:
     "/verdicts/{transaction_id}",
     response_model=Verdict,
     response_model_exclude_none=True,
-    responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    responses={
+        401: {"model": ErrorBody},
+        404: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+        503: {"model": ErrorBody},
+    },
 )
 async def read_verdict(transaction_id: str, state: State) -> Verdict:
     """The verdict given to one transaction."""
@@ -50,7 +55,8 @@ async def read_verdict(transaction_id: str, state: State) -> Verdict:
     "/verdicts",
     response_model=list[Verdict],
     response_model_exclude_none=True,
-    responses={401: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    # 422 is our ErrorBody (api.errors), not FastAPI's default validation error body.
+    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
 )
 async def search_verdicts(
     state: State,
