@@ -40,6 +40,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from api.main import create_app
 from pipeline.db.migrate import upgrade_database
 from pipeline.settings import Settings
+from tests.fixtures.factories import luhn_complete
 from tests.fixtures.kafka import Broker, free_port
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.processes import PipelineEnv, RoleProcess, produce_transactions
@@ -52,15 +53,6 @@ DB_PASSWORD = f"pw-{secrets.token_hex(10)}@/:%?#"
 PROJECT_RULES = Path(__file__).resolve().parents[2] / "rules"
 #: Routes open without a key (README: health, readiness, metrics and docs).
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-
-
-def luhn_complete(partial: str) -> str:
-    """`partial` plus the check digit that makes it pass the Luhn check."""
-    total = 0
-    for i, ch in enumerate(reversed(partial)):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d - 9 if d > 9 else d
-    return partial + str((10 - total % 10) % 10)
 
 
 def new_pan() -> str:

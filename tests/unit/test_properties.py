@@ -33,6 +33,7 @@ from pipeline.features import FEATURE_NAMES
 from pipeline.records import contains_pan
 from pipeline.rules import RuleSyntaxError, compile_condition, row_of
 from pipeline.rules.expr import TX_FIELDS, Compiled
+from tests.fixtures.factories import luhn_complete
 
 LISTS = {"deny": frozenset({"KP", "411111", "5"}), "empty": frozenset()}
 
@@ -261,14 +262,6 @@ def test_python_code_anywhere_in_a_condition_is_refused_and_never_runs(payload: 
 
 
 # --- card numbers inside text (pipeline.records.contains_pan) ------------------------------------------
-
-
-def luhn_complete(partial: str) -> str:
-    total = 0
-    for i, ch in enumerate(reversed(partial)):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d - 9 if d > 9 else d
-    return partial + str((10 - total % 10) % 10)
 
 
 _pans = st.builds(
