@@ -32,7 +32,8 @@ MAX_AMOUNT = 10_000_000.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
-_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$"
+_ID = ID_PATTERN
 #: Card networks' numbers start with 2-6 (Mastercard 2/5, Amex/JCB/Diners 3, Visa 4, Discover/UnionPay 6):
 #: without that, one pure-numeric id in ten (e.g. epoch microseconds) would pass for a card number.
 _PAN_CANDIDATE = re.compile(r"^[2-6]\d{12,18}$")

@@ -6,14 +6,14 @@ import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from api.deps import Authorized, State
 from api.errors import NotFound, ServiceUnavailable
 from api.payloads import ErrorBody
 from pipeline.db.engine import DatabaseError
 from pipeline.db.repository import get_verdict, list_verdicts
-from pipeline.records import Verdict
+from pipeline.records import ID_PATTERN, Verdict
 
 router = APIRouter(prefix="/v1", tags=["verdicts"], dependencies=[Authorized])
 
@@ -43,7 +43,9 @@ async def lookup_verdict(state: Any, transaction_id: str) -> Verdict | None:
         503: {"model": ErrorBody},
     },
 )
-async def read_verdict(transaction_id: str, state: State) -> Verdict:
+async def read_verdict(
+    transaction_id: Annotated[str, Path(max_length=128, pattern=ID_PATTERN)], state: State
+) -> Verdict:
     """The verdict given to one transaction."""
     verdict = await lookup_verdict(state, transaction_id)
     if verdict is None:
@@ -60,7 +62,9 @@ async def read_verdict(transaction_id: str, state: State) -> Verdict:
 )
 async def search_verdicts(
     state: State,
-    card_id: Annotated[str | None, Query(max_length=128)] = None,
+    # The identifier pattern of the records: anything else (a NUL byte, say) could never match a stored card,
+    # and PostgreSQL refuses NUL in text outright.
+    card_id: Annotated[str | None, Query(max_length=128, pattern=ID_PATTERN)] = None,
     since: Annotated[datetime | None, Query(description="Event time, inclusive (RFC 3339)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[Verdict]:
