@@ -33,7 +33,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$"
-_ID = ID_PATTERN
 #: Card networks' numbers start with 2-6 (Mastercard 2/5, Amex/JCB/Diners 3, Visa 4, Discover/UnionPay 6):
 #: without that, one pure-numeric id in ten (e.g. epoch microseconds) would pass for a card number.
 _PAN_CANDIDATE = re.compile(r"^[2-6]\d{12,18}$")
@@ -50,7 +49,7 @@ _PAN_RUN = re.compile(
 )
 _THIRTEEN_DIGITS = re.compile(r"[0-9](?:[\s.-]?[0-9]){12}")
 
-Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=_ID)]
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
 CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 
 

@@ -10,6 +10,8 @@ import math
 import struct
 from typing import TYPE_CHECKING, Any
 
+from pipeline.features.state import Buckets
+
 if TYPE_CHECKING:
     from pipeline.features.definitions import CardState, EntityState
 
@@ -82,8 +84,6 @@ def dump_entity(state: EntityState) -> bytes:
 
 
 def load_entity(state: EntityState, data: bytes) -> None:
-    from pipeline.features.state import Buckets
-
     (version,) = _ENTITY_HEAD.unpack_from(data)
     if version not in (1, _ENTITY_VERSION):
         raise ValueError(f"entity state version {version} is not {_ENTITY_VERSION}")
