@@ -60,38 +60,3 @@ class OrderedAcks(Generic[T]):
     def oldest_pending(self) -> dict[int, int]:
         """Per partition, the offset of the oldest unfinished record (for progress logs)."""
         return {p: next(iter(r)) for p, r in self._partitions.items() if r}
-
-
-class OffsetGuard:
-    """Hands a stage each partition's records exactly once, in offset order, or says what went wrong.
-
-    Faust's batching (`take`/`noack_take`) was seen on this version to skip a record at a rebalance or a
-    restart, and to deliver one twice later. A stage that trusts it loses or double-applies data, so
-    every stage checks offsets itself: a record behind the expected offset was already handled (dropped);
-    a record ahead of it means records were skipped, and the stage seeks back to the expected offset and
-    drops records of that partition until the missing one arrives again.
-    """
-
-    def __init__(self) -> None:
-        self._expected: dict[int, int] = {}
-        #: Partitions waiting for a re-read after a seek: records before the expected one come first.
-        self.seeking: set[int] = set()
-
-    def check(self, partition: int, offset: int) -> str:
-        """`process`, `redelivered` (already handled: drop) or `gap` (seek back to `expected(partition)`)."""
-        expected = self._expected.get(partition)
-        if expected is None or offset == expected:
-            self._expected[partition] = offset + 1
-            self.seeking.discard(partition)
-            return "process"
-        if offset < expected:
-            return "redelivered"
-        return "gap"
-
-    def expected(self, partition: int) -> int | None:
-        return self._expected.get(partition)
-
-    def forget(self, partition: int) -> None:
-        """A revoked partition: the next owner (or this one, re-assigned) starts from the committed offset."""
-        self._expected.pop(partition, None)
-        self.seeking.discard(partition)

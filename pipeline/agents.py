@@ -22,7 +22,8 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline import metrics, stages, wire
-from pipeline.acks import OffsetGuard, OrderedAcks
+from pipeline.acks import OrderedAcks
+from pipeline.admission import RESEEK_SECONDS, FaustPositions, GuardedTopic
 from pipeline.kafka.admin import CARD_TABLE, ENTITY_TABLE
 from pipeline.merge import EventTimeMerger
 from pipeline.models import LoadedModel
@@ -107,34 +108,17 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     # --- card stage ---------------------------------------------------------------------------------
     forwarded_ms: dict[int, int] = {}
     processed_offset: dict[int, int] = {}
-    card_guard, label_guard, entity_guard, join_guard = OffsetGuard(), OffsetGuard(), OffsetGuard(), OffsetGuard()
-    last_seek: dict[tuple[str, int], float] = {}
+    positions = FaustPositions(app)
+    card_in = GuardedTopic(kafka.transactions_topic, "card", positions)
+    label_in = GuardedTopic(kafka.labels_topic, "label", positions)
+    entity_in = GuardedTopic(kafka.entity_topic, "entity", positions)
+    join_in = GuardedTopic(kafka.partials_topic, "join", positions)
+    guarded = {g.topic: g for g in (card_in, label_in, entity_in, join_in)}
 
-    async def admit(events: Sequence[Any], guard: OffsetGuard, topic: str) -> list[Any]:
-        """The events to handle, each partition's exactly once and in offset order (see OffsetGuard)."""
-        out: list[Any] = []
-        for event in events:
-            partition, offset = event.message.partition, event.message.offset
-            verdict = guard.check(partition, offset)
-            if verdict == "process":
-                out.append(event)
-            elif verdict == "gap":
-                expected = guard.expected(partition)
-                now = time.monotonic()
-                if partition not in guard.seeking or now - last_seek.get((topic, partition), 0.0) > 1.0:
-                    log.warning(
-                        "records skipped on %s partition %d (expected offset %s, got %d): seeking back",
-                        topic, partition, expected, offset,
-                    )  # fmt: skip
-                    guard.seeking.add(partition)
-                    last_seek[(topic, partition)] = now
-                    if expected is not None:
-                        try:
-                            await app.consumer.seek(TP(topic, partition), expected)
-                        except Exception as e:  # revoked meanwhile: the next owner starts from the commit
-                            log.warning("seek on %s partition %d failed: %r", topic, partition, e)
-                            guard.forget(partition)
-        return out
+    @app.timer(RESEEK_SECONDS)
+    async def retry_seeks() -> None:
+        for source in guarded.values():
+            await source.retry()
 
     def source_tp(source: int) -> TP:
         """Merge sources: transactions partitions 0..n-1, then labels partitions as n..2n-1."""
@@ -223,7 +207,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     @app.agent(tx_topic, name="card_stage")
     async def card_stage(stream: Any) -> None:
         async for taken in stream.noack_take(batch, within=within):
-            events = await admit(taken, card_guard, kafka.transactions_topic)
+            events = await card_in.admit(taken)
             if not events:
                 continue
             records = [_record(e) for e in events]
@@ -249,7 +233,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     async def label_stage(stream: Any) -> None:
         """Labels to their merchant's entity partition, in the same event-time merge as transactions."""
         async for taken in stream.noack_take(batch, within=within):
-            events = await admit(taken, label_guard, kafka.labels_topic)
+            events = await label_in.admit(taken)
             if not events:
                 continue
             records = [_record(e) for e in events]
@@ -278,21 +262,19 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_sources(app_: faust.App, revoked: set[TP], **_: Any) -> None:
         for tp in revoked:
+            if tp.topic in guarded:
+                guarded[tp.topic].forget(tp.partition)
             if tp.topic == kafka.transactions_topic:
                 forwarded_ms.pop(tp.partition, None)
-                card_guard.forget(tp.partition)
                 processed_offset.pop(tp.partition, None)
             elif tp.topic == kafka.labels_topic:
                 forwarded_ms.pop(partitions + tp.partition, None)
-                label_guard.forget(tp.partition)
                 processed_offset.pop(partitions + tp.partition, None)
             elif tp.topic == kafka.entity_topic:
                 mergers.pop(tp.partition, None)
                 entity_acks.forget(tp.partition)
-                entity_guard.forget(tp.partition)
             elif tp.topic == kafka.partials_topic:
                 join_acks.forget(tp.partition)
-                join_guard.forget(tp.partition)
                 joiner.drop_tokens(_in_partition(tp.partition))
 
     # --- entity stage -------------------------------------------------------------------------------
@@ -303,7 +285,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     @app.agent(entity_topic, name="entity_stage")
     async def entity_stage(stream: Any) -> None:
         async for taken in stream.noack_take(batch, within=within):
-            events = await admit(taken, entity_guard, kafka.entity_topic)
+            events = await entity_in.admit(taken)
             touched: set[int] = set()
             now_ms = int(time.time() * 1000)
             for event in events:
@@ -384,7 +366,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     @app.agent(partials_topic, name="join_stage")
     async def join_stage(stream: Any) -> None:
         async for taken in stream.noack_take(batch, within=within):
-            events = await admit(taken, join_guard, kafka.partials_topic)
+            events = await join_in.admit(taken)
             now_ms = int(time.time() * 1000)
             to_ack: list[Any] = []
             completed: list[stages.Joined] = []

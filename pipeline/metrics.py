@@ -25,6 +25,13 @@ LABELS = Counter(
     "without_merchant (no merchant_id: stored, not used by features)",
     ["outcome"],
 )
+DROPPED = Counter(
+    "riskstream_worker_records_dropped_total",
+    "Records a stage did not handle on delivery: redelivered (handled already), skipped (records before it "
+    "were skipped: re-read after a seek), unassigned (another worker owns the partition), unprimed (the "
+    "partition's committed offset could not be read yet: re-read later)",
+    ["stage", "reason"],
+)
 BATCH_SIZE = Histogram(
     "riskstream_worker_batch_size",
     "Records per micro-batch",

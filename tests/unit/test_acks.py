@@ -43,17 +43,3 @@ def test_acked_offsets_always_form_a_prefix(order: list[int]) -> None:
         acked.extend(acks.pop_ready())
         assert acked == list(range(len(acked)))
     assert acked == list(range(30))
-
-
-def test_offset_guard_passes_contiguous_records_and_reports_gaps_and_repeats() -> None:
-    from pipeline.acks import OffsetGuard
-
-    guard = OffsetGuard()
-    assert [guard.check(0, o) for o in (5, 6, 7)] == ["process"] * 3
-    assert guard.check(0, 9) == "gap" and guard.expected(0) == 8
-    assert guard.check(0, 10) == "gap"  # still waiting for 8
-    assert guard.check(0, 6) == "redelivered"
-    assert [guard.check(0, o) for o in (8, 9, 10)] == ["process"] * 3
-    assert guard.check(1, 100) == "process"  # partitions are independent; the first offset is taken as is
-    guard.forget(0)
-    assert guard.check(0, 3) == "process"
