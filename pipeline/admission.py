@@ -85,7 +85,10 @@ class FaustPositions:
         return int(next(iter(earliest.values())))
 
     async def seek(self, tp: TP, offset: int) -> None:
-        await self._app.consumer.seek(tp, offset)
+        # In the consumer's thread: Faust's `Consumer.seek` calls aiokafka from the event loop's thread,
+        # racing the fetcher (a KeyError in `fetched_records` crashed a worker). `seek_wait` also resets
+        # Faust's read offset, as its `seek` does.
+        await self._app.consumer._thread.seek_wait({tp: offset})
 
     def assignment(self) -> set[TP]:
         return set(self._app.consumer.assignment())
