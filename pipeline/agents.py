@@ -245,6 +245,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             metrics.RECORDS.labels("label").inc(len(records))
             metrics.DEAD_LETTERS.inc(len(result.dead_letters))
             metrics.LABELS.labels("without_merchant").inc(result.without_merchant)
+            metrics.LABELS.labels("without_card").inc(result.without_card)
             for event in events:
                 await stream.ack(event)
 

@@ -21,8 +21,8 @@ LATE = Counter(
 )
 LABELS = Counter(
     "riskstream_worker_labels_total",
-    "Labels by outcome: applied to merchant state; late (applied after they should have counted); "
-    "without_merchant (no merchant_id: stored, not used by features)",
+    "Labels by outcome: applied to merchant or card state (once each); late (applied after they should have counted); "
+    "without_merchant / without_card (no merchant_id / card_id: stored, not used by that entity's features)",
     ["outcome"],
 )
 DROPPED = Counter(

@@ -39,6 +39,8 @@ REASON_TEXT: Final[dict[str, str]] = {
     "card_geo_speed_kmh": "travel at {v:,.0f} km/h since the previous transaction",
     "merchant_fraud_rate_30d": "merchant fraud rate {p:.1%} over 30 days",
     "merchant_fraud_count_30d": "{v:.0f} confirmed frauds at this merchant in 30 days",
+    "card_fraud_rate_30d": "card fraud rate {p:.1%} over 30 days",
+    "card_fraud_count_30d": "{v:.0f} reported frauds on this card in 30 days",
 }
 
 _WINDOW_WORDS: Final[dict[str, str]] = {

@@ -120,7 +120,7 @@ def process_card_batch(
                 offset=record.offset,
                 event_time_ms=event_ms,
                 tx_id=tx.transaction_id,
-                raw=record.value,
+                raw=None if kind == "card_label" else record.value,
             )
             out.entity_records.append((entity_key.encode(), item))
         if event_ms > out.forwarded_ms.get(record.partition, -(2**62)):
@@ -151,17 +151,19 @@ def process_card_batch(
 
 @dataclass
 class LabelBatchResult:
-    #: Labels re-keyed to their merchant, for the entity stage's event-time merge.
+    #: Labels re-keyed to their merchant and their card, for the entity stage's event-time merge.
     entity_records: list[tuple[bytes, bytes]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     #: Newest report time forwarded, per labels partition.
     forwarded_ms: dict[int, int] = field(default_factory=dict)
-    #: Valid labels that name no merchant: stored by the sink, but no merchant feature can use them.
+    #: Valid labels that name no merchant (no card): stored by the sink, no merchant (card) feature uses them.
     without_merchant: int = 0
+    without_card: int = 0
 
 
 def process_label_batch(records: Iterable[RawRecord], *, first_source: int) -> LabelBatchResult:
-    """Validate labels and route each to its merchant's entity partition as source `first_source + partition`.
+    """Validate labels and route each to its merchant's and its card's entity partitions, as merge source
+    `first_source + partition`.
 
     Stateless: a label re-sent after a crash changes nothing downstream (fraud marks are per transaction).
     """
@@ -179,32 +181,32 @@ def process_label_batch(records: Iterable[RawRecord], *, first_source: int) -> L
         reported_ms = label.reported_at_ms
         if reported_ms > out.forwarded_ms.get(record.partition, -(2**62)):
             out.forwarded_ms[record.partition] = reported_ms
-        if label.merchant_id is None:
-            out.without_merchant += 1
-            continue
-        entity_key = f"merchant:{label.merchant_id}"
-        item = wire.label_item(
-            entity_key=entity_key,
-            source=first_source + record.partition,
-            offset=record.offset,
-            merge_id=LABEL_SORT + label.transaction_id,
-            reported_at_ms=reported_ms,
-            tx_id=label.transaction_id,
-            is_fraud=label.is_fraud,
-        )
-        out.entity_records.append((entity_key.encode(), item))
+        out.without_merchant += label.merchant_id is None
+        out.without_card += label.card_id is None
+        for kind, entity_id in F.label_entities(label.merchant_id, label.card_id):
+            entity_key = f"{kind}:{entity_id}"
+            item = wire.label_item(
+                entity_key=entity_key,
+                source=first_source + record.partition,
+                offset=record.offset,
+                merge_id=LABEL_SORT + label.transaction_id,
+                reported_at_ms=reported_ms,
+                tx_id=label.transaction_id,
+                is_fraud=label.is_fraud,
+            )
+            out.entity_records.append((entity_key.encode(), item))
     return out
 
 
 @dataclass(slots=True)
 class EntityItem:
-    """A transaction (or, for a merchant, a label) released by the merge for one entity partition."""
+    """A transaction (or, for a merchant or card, a label) released by the merge for one entity partition."""
 
     partition: int
     key: bytes
     event_time_ms: int
     tx_id: str
-    #: The validated transaction's fields (validated by the card stage; not validated again).
+    #: The validated transaction's fields (validated by the card stage; not validated again); none for a card.
     fields: dict[str, Any]
     #: A label instead of a transaction: (labelled transaction_id, is_fraud); `event_time_ms` is its report time.
     label: tuple[str, bool] | None = None
@@ -221,13 +223,13 @@ class EntityBatchResult:
 
 
 def process_entity_items(items: Iterable[EntityItem], load_state: StateLoader) -> EntityBatchResult:
-    """Apply released transactions to device/IP/merchant state in the order given (event-time order)."""
+    """Apply released transactions and labels to entity state in the order given (event-time order)."""
     out = EntityBatchResult()
     cache: dict[bytes, tuple[int, tuple[int, ...], F.EntityState, int]] = {}
     for item in items:
         kind_bytes, _, _ = item.key.partition(b":")
         kind = kind_bytes.decode()
-        if kind not in ("device", "ip", "merchant"):
+        if kind not in F.ENTITY_GROUPS:
             continue
         cached = cache.get(item.key)
         if cached is None:
@@ -249,9 +251,9 @@ def process_entity_items(items: Iterable[EntityItem], load_state: StateLoader) -
             # Redelivered after a crash, or later than the merge allows: features from the state as it
             # is, never counted again. Downstream keeps the first partial it received.
             out.late_or_redelivered += 1
-            values = F.entity_features(kind, state, tx)  # type: ignore[arg-type]
+            values = F.entity_features(kind, state, tx)
         else:
-            values = F.entity_step(kind, state, tx)  # type: ignore[arg-type]
+            values = F.entity_step(kind, state, tx)
             if item.event_time_ms == last_ms:
                 hashes = (*hashes, h)
             else:
@@ -323,13 +325,7 @@ class Joiner:
         self._done[tx_id] = None
         if len(self._done) > self._remember:
             self._done.pop(next(iter(self._done)))
-        vector = F.assemble_vector(
-            card["tx"],
-            card["card"],
-            entry.parts.get("device"),
-            entry.parts.get("ip"),
-            entry.parts.get("merchant"),
-        )
+        vector = F.assemble_vector(card["tx"], card["card"], entry.parts)
         return [Joined(tx_id, card, vector, entry.tokens)], []
 
     def describe_pending(self, limit: int = 5) -> list[str]:

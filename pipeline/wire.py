@@ -48,16 +48,21 @@ def partition_for(key: bytes, partitions: int) -> int:
     return zlib.crc32(key) % partitions
 
 
-def entity_item(*, entity_key: str, source: int, offset: int, event_time_ms: int, tx_id: str, raw: bytes) -> bytes:
-    """One transaction for one entity; `raw` is the validated transaction JSON, embedded as is."""
-    return orjson.dumps(
-        {"e": entity_key, "s": source, "o": offset, "t": event_time_ms, "id": tx_id, "r": orjson.Fragment(raw)}
-    )
+def entity_item(
+    *, entity_key: str, source: int, offset: int, event_time_ms: int, tx_id: str, raw: bytes | None
+) -> bytes:
+    """One transaction for one entity; `raw` is the validated transaction JSON, embedded as is (None for an
+    entity whose features need only the event time)."""
+    item: dict[str, Any] = {"e": entity_key, "s": source, "o": offset, "t": event_time_ms, "id": tx_id}
+    if raw is not None:
+        item["r"] = orjson.Fragment(raw)
+    return orjson.dumps(item)
 
 
 def label_item(*, entity_key: str, source: int, offset: int, merge_id: str, reported_at_ms: int, tx_id: str,
                is_fraud: bool) -> bytes:  # fmt: skip
-    """One label for one merchant; it takes its place in the merchant's event-time order at `reported_at_ms`."""
+    """One label for one merchant or card; it takes its place in that entity's event-time order at
+    `reported_at_ms`."""
     return orjson.dumps(
         {"e": entity_key, "s": source, "o": offset, "t": reported_at_ms, "id": merge_id, "l": [tx_id, is_fraud]}
     )

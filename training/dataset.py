@@ -22,9 +22,8 @@ import pandas as pd
 from pipeline.features import FEATURE_NAMES, rows_from_frame
 from pipeline.features.definitions import (
     CARD_FEATURES,
-    DEVICE_FEATURES,
-    IP_FEATURES,
-    MERCHANT_FEATURES,
+    ENTITY_GROUPS,
+    GROUP_SIZES,
     TX_FEATURES,
     CardState,
     EntityKind,
@@ -33,6 +32,7 @@ from pipeline.features.definitions import (
     card_step,
     entity_keys,
     entity_step,
+    label_entities,
     transaction_features,
 )
 from pipeline.features.offline import LABEL_SORT, LabelEvent, TxRow
@@ -107,8 +107,8 @@ def label_events(df: pd.DataFrame, label_delay_days: float) -> list[LabelEvent]:
         if known.any():
             reported[known] = _epoch_ms(fraud["label_time"][known])
     return [
-        LabelEvent(transaction_id=str(t), merchant_id=str(m), reported_at_ms=int(r), is_fraud=True)
-        for t, m, r in zip(fraud["transaction_id"], fraud["merchant_id"], reported, strict=True)
+        LabelEvent(transaction_id=str(t), merchant_id=str(m), reported_at_ms=int(r), is_fraud=True, card_id=str(c))
+        for t, m, c, r in zip(fraud["transaction_id"], fraud["merchant_id"], fraud["card_id"], reported, strict=True)
     ]
 
 
@@ -156,12 +156,11 @@ def _card_shard(
     )
 
 
-_GROUP_OFFSET = {
-    "device": len(TX_FEATURES) + len(CARD_FEATURES),
-    "ip": len(TX_FEATURES) + len(CARD_FEATURES) + len(DEVICE_FEATURES),
-    "merchant": len(TX_FEATURES) + len(CARD_FEATURES) + len(DEVICE_FEATURES) + len(IP_FEATURES),
+_GROUP_WIDTH: dict[str, int] = {kind: GROUP_SIZES[kind] for kind in ENTITY_GROUPS}
+_GROUP_OFFSET: dict[str, int] = {
+    kind: len(TX_FEATURES) + len(CARD_FEATURES) + sum(GROUP_SIZES[k] for k in ENTITY_GROUPS[:i])
+    for i, kind in enumerate(ENTITY_GROUPS)
 }
-_GROUP_WIDTH = {"device": len(DEVICE_FEATURES), "ip": len(IP_FEATURES), "merchant": len(MERCHANT_FEATURES)}
 
 
 def _entity_shard(args: tuple[int, int]) -> list[tuple[str, npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
@@ -174,9 +173,9 @@ def _entity_shard(args: tuple[int, int]) -> list[tuple[str, npt.NDArray[np.int64
             if _shard_of(f"{kind}:{key}", shards) == shard:
                 events.setdefault((kind, key), []).append((tx.event_time_ms, tx.transaction_id, i))
     for j, label in enumerate(_LABELS):
-        merchant: tuple[EntityKind, str] = ("merchant", label.merchant_id)
-        if merchant in events or _shard_of(f"merchant:{label.merchant_id}", shards) == shard:
-            events.setdefault(merchant, []).append((label.reported_at_ms, LABEL_SORT + label.transaction_id, -1 - j))
+        for target in label_entities(label.merchant_id, label.card_id):
+            if target in events or _shard_of(f"{target[0]}:{target[1]}", shards) == shard:
+                events.setdefault(target, []).append((label.reported_at_ms, LABEL_SORT + label.transaction_id, -1 - j))
     out: dict[str, tuple[list[int], list[tuple[float, ...]]]] = {k: ([], []) for k in _GROUP_WIDTH}
     for (kind, _entity), items in events.items():
         if all(i < 0 for _, _, i in items):

@@ -55,7 +55,7 @@ def create_app() -> FastAPI:
                 state = entities[(kind, key)] = F.EntityState(kind)
             parts[kind] = F.entity_step(kind, state, tx)
         tx_part = F.transaction_features(tx)
-        vector = F.assemble_vector(tx_part, card_part, parts.get("device"), parts.get("ip"), parts.get("merchant"))
+        vector = F.assemble_vector(tx_part, card_part, parts)
         partial = {"t": tx.event_time_ms, "in": arrived_ms, "raw": body.decode(), "h": {}}
         [out] = build_verdicts([Joined(tx.transaction_id, partial, vector, [])], model, rules)
         return Response(out.value, media_type="application/json")

@@ -9,7 +9,9 @@ import hashlib
 
 from pipeline.features.definitions import (
     CARD_FEATURES,
+    CARD_LABEL_FEATURES,
     DEVICE_FEATURES,
+    ENTITY_GROUPS,
     FEATURE_NAMES,
     IP_FEATURES,
     MERCHANT_FEATURES,
@@ -24,18 +26,21 @@ from pipeline.features.definitions import (
     entity_features,
     entity_keys,
     entity_step,
+    label_entities,
     label_visible_at_ms,
     transaction_features,
 )
 from pipeline.features.offline import FeatureTable, LabelEvent, TxRow, compute_features, rows_from_frame
 
 #: Bump the manual part on any change of a definition; the hash catches a changed name list.
-_MANUAL_VERSION = "2"
+_MANUAL_VERSION = "3"
 FEATURE_CODE_VERSION = f"{_MANUAL_VERSION}-{hashlib.sha256(','.join(FEATURE_NAMES).encode()).hexdigest()[:8]}"
 
 __all__ = [
     "CARD_FEATURES",
+    "CARD_LABEL_FEATURES",
     "DEVICE_FEATURES",
+    "ENTITY_GROUPS",
     "FEATURE_CODE_VERSION",
     "FEATURE_NAMES",
     "IP_FEATURES",
@@ -55,6 +60,7 @@ __all__ = [
     "entity_features",
     "entity_keys",
     "entity_step",
+    "label_entities",
     "label_visible_at_ms",
     "rows_from_frame",
     "transaction_features",

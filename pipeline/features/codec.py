@@ -71,6 +71,8 @@ def load_card(state: CardState, data: bytes) -> None:
 
 
 def dump_entity(state: EntityState) -> bytes:
+    if state.kind == "card_label":  # new in version 2: no version-1 value of this kind exists
+        return _ENTITY_HEAD.pack(_ENTITY_VERSION) + state.day.to_bytes() + state.frauds.to_bytes()
     parts = [state.minute.to_bytes(), state.hour.to_bytes()]
     if state.kind != "ip":
         parts.append(state.day.to_bytes())
@@ -89,6 +91,9 @@ def load_entity(state: EntityState, data: bytes) -> None:
         raise ValueError(f"entity state version {version} is not {_ENTITY_VERSION}")
     buf = memoryview(data)
     pos = _ENTITY_HEAD.size
+    if state.kind == "card_label":
+        state.frauds.load(buf, state.day.load(buf, pos))
+        return
     parts: list[Any] = [state.minute, state.hour]
     if state.kind != "ip":
         parts.append(state.day)

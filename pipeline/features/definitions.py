@@ -11,7 +11,7 @@ Amounts are summed in integer minor units (cents) so sums do not depend on addit
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
@@ -28,13 +28,13 @@ from pipeline.features.windows import (
     WindowSpec,
 )
 
-EntityKind = Literal["device", "ip", "merchant"]
+EntityKind = Literal["device", "ip", "merchant", "card_label"]
 NAN = math.nan
 DEDUP_TTL_SECONDS = 7 * 24 * 3600
 GEO_MIN_HOURS = 60 / 3600  # a 1-minute floor keeps speed finite for near-simultaneous transactions
 FRAUD_PRIOR = 0.01
 FRAUD_PRIOR_WEIGHT = 10.0
-#: A fraud label counts for its merchant from this long after it was reported. Part of the feature
+#: A fraud label counts for its merchant and its card from this long after it was reported. Part of the feature
 #: definition (training and the stream must agree), and the reason labels are exact live: a label
 #: reaches every worker well within a minute, so by the time it counts, no transaction it should count
 #: for has been scored yet. A label arriving later than that still counts from then on (see README).
@@ -148,12 +148,24 @@ MERCHANT_FEATURES: tuple[str, ...] = (
     "merchant_fraud_rate_30d",
     "merchant_fraud_count_30d",
 )
-FEATURE_NAMES: tuple[str, ...] = TX_FEATURES + CARD_FEATURES + DEVICE_FEATURES + IP_FEATURES + MERCHANT_FEATURES
+#: Fraud labels of the card's earlier transactions, as known at this one's event time. Kept by the entity
+#: stage (key "card_label:<card_id>"), not the card stage: only the event-time merge orders labels among
+#: transactions exactly; the card stage follows arrival order.
+CARD_LABEL_FEATURES: tuple[str, ...] = (
+    "card_fraud_rate_30d",
+    "card_fraud_count_30d",
+)
+FEATURE_NAMES: tuple[str, ...] = (
+    TX_FEATURES + CARD_FEATURES + DEVICE_FEATURES + IP_FEATURES + MERCHANT_FEATURES + CARD_LABEL_FEATURES
+)
 GROUP_SIZES: dict[str, int] = {
     "device": len(DEVICE_FEATURES),
     "ip": len(IP_FEATURES),
     "merchant": len(MERCHANT_FEATURES),
+    "card_label": len(CARD_LABEL_FEATURES),
 }
+#: Entity groups in the order the model row holds them.
+ENTITY_GROUPS: tuple[EntityKind, ...] = ("device", "ip", "merchant", "card_label")
 
 
 _CARD_MINUTE = tuple(w.buckets for w in CARD_WINDOWS[:2])
@@ -162,6 +174,7 @@ _CARD_DAY = tuple(w.buckets for w in CARD_WINDOWS[3:])
 _IP_MINUTE = tuple(w.buckets for w in IP_WINDOWS[:3])
 _M1H, _H24H, _D7D = (W1H.buckets,), (W24H.buckets,), (W7D.buckets,)
 _D7D_30D = (W7D.buckets, W30D.buckets)
+_D30D = (W30D.buckets,)
 
 
 def cents_of(amount: float) -> int:
@@ -330,7 +343,8 @@ def card_step(state: CardState, tx: TxLike, dedup_ttl_s: int = DEDUP_TTL_SECONDS
 
 
 class EntityState:
-    """Per device, IP or merchant: count/amount buckets, distinct cards and BINs, fraud labels (merchant)."""
+    """Per device, IP or merchant: count/amount buckets, distinct cards and BINs, fraud labels (merchant);
+    per card (`card_label`): daily counts and fraud labels only."""
 
     __slots__ = ("bins", "cards", "day", "frauds", "hour", "kind", "minute")
 
@@ -341,15 +355,15 @@ class EntityState:
         self.day = Buckets("day")
         self.cards = CappedSet(64 if kind == "ip" else 32)
         self.bins = CappedSet(32)
-        self.frauds = FraudMarks()  # merchant: labelled frauds and when each became visible
+        self.frauds = FraudMarks()  # merchant, card_label: labelled frauds and when each became visible
 
     @classmethod
     def from_bytes(cls, kind: str, data: bytes | None) -> EntityState:
         from pipeline.features.codec import load_entity
 
-        if kind not in ("device", "ip", "merchant"):
+        if kind not in ENTITY_GROUPS:
             raise ValueError(f"unknown entity kind {kind!r}")
-        state = cls(kind)  # type: ignore[arg-type]
+        state = cls(kind)
         if data:
             load_entity(state, data)
         return state
@@ -367,11 +381,17 @@ def entity_keys(tx: TxLike) -> list[tuple[EntityKind, str]]:
     if tx.ip is not None:
         keys.append(("ip", tx.ip))
     keys.append(("merchant", tx.merchant_id))
+    keys.append(("card_label", tx.card_id))
     return keys
 
 
 def apply_to_entity(kind: EntityKind, state: EntityState, tx: TxLike) -> None:
     t_s = tx.event_time_ms // 1000
+    if kind == "card_label":  # the count a rate needs, nothing the card stage keeps already
+        state.day.add(t_s, 0)
+        if state.frauds:
+            state.frauds.expire(t_s - W30D.seconds)
+        return
     cents = cents_of(tx.amount)
     state.minute.add(t_s, cents)
     state.hour.add(t_s, cents)
@@ -410,11 +430,14 @@ def entity_features(kind: EntityKind, state: EntityState, tx: TxLike) -> tuple[f
             float(state.bins.count_within(t_s, W1H.seconds)),
             float(state.bins.count_within(t_s, W24H.seconds)),
         )
+    if kind == "card_label":
+        (c30d,) = state.day.totals(t_s, _D30D)
+        return _fraud_rate(state, t_s, c30d[0]), float(state.frauds.count_within(t_s, W30D.seconds))
     (m1h,) = state.minute.totals(t_s, _M1H)
     (m24h,) = state.hour.totals(t_s, _H24H)
     m7d, m30d = state.day.totals(t_s, _D7D_30D)
     frauds = state.frauds.count_within(t_s, W30D.seconds)
-    rate = (frauds + FRAUD_PRIOR * FRAUD_PRIOR_WEIGHT) / (m30d[0] + FRAUD_PRIOR_WEIGHT)
+    rate = _fraud_rate(state, t_s, m30d[0])
     return (
         float(m1h[0]),
         float(m24h[0]),
@@ -426,9 +449,25 @@ def entity_features(kind: EntityKind, state: EntityState, tx: TxLike) -> tuple[f
     )
 
 
+def _fraud_rate(state: EntityState, t_s: int, count_30d: int) -> float:
+    """Visible fraud labels over 30 days per transaction, shrunk towards a prior while counts are small."""
+    frauds = state.frauds.count_within(t_s, W30D.seconds)
+    return (frauds + FRAUD_PRIOR * FRAUD_PRIOR_WEIGHT) / (count_30d + FRAUD_PRIOR_WEIGHT)
+
+
 def entity_step(kind: EntityKind, state: EntityState, tx: TxLike) -> tuple[float, ...]:
     apply_to_entity(kind, state, tx)
     return entity_features(kind, state, tx)
+
+
+def label_entities(merchant_id: str | None, card_id: str | None) -> list[tuple[EntityKind, str]]:
+    """The entities a label counts for: its transaction's merchant and card, when the label names them."""
+    keys: list[tuple[EntityKind, str]] = []
+    if merchant_id is not None:
+        keys.append(("merchant", merchant_id))
+    if card_id is not None:
+        keys.append(("card_label", card_id))
+    return keys
 
 
 def label_visible_at_ms(reported_at_ms: int) -> int:
@@ -436,8 +475,8 @@ def label_visible_at_ms(reported_at_ms: int) -> int:
 
 
 def apply_label(state: EntityState, *, transaction_id: str, reported_at_ms: int, is_fraud: bool) -> None:
-    """A fraud label marks its transaction for the merchant, counting from `label_visible_at_ms`; a
-    "legitimate" label withdraws an earlier fraud label of the same transaction at once."""
+    """A fraud label marks its transaction for the merchant (or card), counting from `label_visible_at_ms`;
+    a "legitimate" label withdraws an earlier fraud label of the same transaction at once."""
     h = hash64(transaction_id)
     if is_fraud:
         state.frauds.mark(h, label_visible_at_ms(reported_at_ms) // 1000)
@@ -451,12 +490,11 @@ def apply_label(state: EntityState, *, transaction_id: str, reported_at_ms: int,
 def assemble_vector(
     tx_part: Sequence[float],
     card_part: Sequence[float],
-    device_part: Sequence[float] | None,
-    ip_part: Sequence[float] | None,
-    merchant_part: Sequence[float] | None,
+    entity_parts: Mapping[str, Sequence[float]],
 ) -> list[float]:
     """The model's input row in FEATURE_NAMES order; a missing entity group is all NaN."""
     row = [*tx_part, *card_part]
-    for part, kind in ((device_part, "device"), (ip_part, "ip"), (merchant_part, "merchant")):
+    for kind in ENTITY_GROUPS:
+        part = entity_parts.get(kind)
         row.extend(part if part is not None else [NAN] * GROUP_SIZES[kind])
     return [NAN if v is None else float(v) for v in row]

@@ -1,9 +1,10 @@
 """The offline reference: features of a whole file of transactions, with the stream's own step functions.
 
 Order, as in the stream: each card's transactions in the order given (arrival order, which Kafka keeps
-per key); each device's, IP's and merchant's transactions and label events in event-time order, key
-`(event_time_ms, transaction_id)`, which the stream's event-time merge reproduces; a label takes its place
-in its merchant's order at the time it was reported (after transactions of the same millisecond). A repeated
+per key); each device's, IP's, merchant's and card's label history (`card_label`) transactions and label
+events in event-time order, key `(event_time_ms, transaction_id)`, which the stream's event-time merge
+reproduces; a label takes its place in its merchant's and its card's order at the time it was reported
+(after transactions of the same millisecond). A repeated
 transaction_id on a card is a duplicate: no second row, no second count. The parity tests compare the
 stream against this; training builds its matrix with it.
 """
@@ -28,6 +29,7 @@ from pipeline.features.definitions import (
     card_step,
     entity_keys,
     entity_step,
+    label_entities,
     transaction_features,
 )
 
@@ -37,13 +39,14 @@ LABEL_SORT = "\U0010ffff"
 
 @dataclass(frozen=True, slots=True)
 class LabelEvent:
-    """A label as the workers see it: reported for a merchant's transaction at `reported_at_ms`, and
-    counting from `label_visible_at_ms(reported_at_ms)`."""
+    """A label as the workers see it: reported for a transaction of a merchant and a card at
+    `reported_at_ms`, and counting for both from `label_visible_at_ms(reported_at_ms)`."""
 
     transaction_id: str
-    merchant_id: str
+    merchant_id: str | None
     reported_at_ms: int
     is_fraud: bool
+    card_id: str | None = None
 
 
 class TxRow:
@@ -118,9 +121,8 @@ def compute_features(transactions: Iterable[TxLike], labels: Iterable[LabelEvent
         for kind, key in entity_keys(tx):
             by_entity.setdefault((kind, key), []).append((tx.event_time_ms, tx.transaction_id, tx))
     for label in labels:
-        by_entity.setdefault(("merchant", label.merchant_id), []).append(
-            (label.reported_at_ms, LABEL_SORT + label.transaction_id, label)
-        )
+        for target in label_entities(label.merchant_id, label.card_id):
+            by_entity.setdefault(target, []).append((label.reported_at_ms, LABEL_SORT + label.transaction_id, label))
     for (kind, _), events in by_entity.items():
         events.sort(key=lambda e: (e[0], e[1]))
         entity = EntityState(kind)
@@ -137,7 +139,7 @@ def compute_features(transactions: Iterable[TxLike], labels: Iterable[LabelEvent
     matrix = np.empty((len(order), len(FEATURE_NAMES)), dtype=np.float64)
     for i, tx_id in enumerate(order):
         tx_part, card_part, parts = rows[tx_id]
-        matrix[i] = assemble_vector(tx_part, card_part, parts.get("device"), parts.get("ip"), parts.get("merchant"))
+        matrix[i] = assemble_vector(tx_part, card_part, parts)
     return FeatureTable(order, matrix)
 
 

@@ -220,29 +220,31 @@ async def labels_applied(worker_web: int) -> float:
     )
 
 
-async def test_a_posted_label_raises_the_merchant_fraud_rate_only_once_its_delay_has_passed(stack: Stack) -> None:
+async def test_a_posted_label_raises_the_merchant_and_card_fraud_rates_only_once_its_delay_has_passed(
+    stack: Stack,
+) -> None:
     from pipeline.features.definitions import LABEL_VISIBLE_AFTER_SECONDS
 
-    merchant = "m-labelled"
+    merchant, card = "m-labelled", "card-labelled"
     base = datetime.now(UTC) - timedelta(minutes=30)
     reported = base + timedelta(minutes=5)
     visible = timedelta(seconds=LABEL_VISIBLE_AFTER_SECONDS)
     auth = {"Authorization": f"Bearer {KEY}"}
     async with RiskstreamClient(stack.url, KEY, timeout_s=10) as client:
-        await client.score(tx("lab-1", merchant_id=merchant, timestamp=base.isoformat()))
+        await client.score(tx("lab-1", merchant_id=merchant, card_id=card, timestamp=base.isoformat()))
         async with httpx.AsyncClient(base_url=stack.url, headers=auth, timeout=5) as http:
             deadline = time.monotonic() + 30
             while (await http.get("/v1/verdicts/lab-1")).status_code != 200:  # stored by the sink
                 assert time.monotonic() < deadline, stack.logs()
                 await asyncio.sleep(0.3)
-            # No merchant in the label: the gateway completes it from the stored verdict.
+            # No merchant or card in the label: the gateway completes them from the stored verdict.
             posted = await http.post(
                 "/v1/labels",
                 json={"transaction_id": "lab-1", "label": "chargeback", "reported_at": reported.isoformat()},
             )
             assert posted.status_code == 202 and posted.json()["merchant_id"] == merchant, posted.text
         deadline = time.monotonic() + 30
-        while await labels_applied(stack.worker_web) < 1:
+        while await labels_applied(stack.worker_web) < 2:  # once for the merchant, once for the card
             assert time.monotonic() < deadline, stack.logs()
             await asyncio.sleep(0.3)
         at = {
@@ -251,7 +253,7 @@ async def test_a_posted_label_raises_the_merchant_fraud_rate_only_once_its_delay
             "visible": reported + visible,
         }
         verdicts = {
-            name: await client.score(tx(f"lab-{name}", merchant_id=merchant, timestamp=when.isoformat()))
+            name: await client.score(tx(f"lab-{name}", merchant_id=merchant, card_id=card, timestamp=when.isoformat()))
             for name, when in at.items()
         }
         other = await client.score(tx("lab-other", timestamp=(reported + 2 * visible).isoformat()))
@@ -260,6 +262,9 @@ async def test_a_posted_label_raises_the_merchant_fraud_rate_only_once_its_delay
     rates = {name: (v.features or {})["merchant_fraud_rate_30d"] or 0.0 for name, v in verdicts.items()}
     assert rates["visible"] > rates["reported"]
     assert (other.features or {})["merchant_fraud_count_30d"] == 0, "a label counts for its own merchant only"
+    cards = {name: (v.features or {})["card_fraud_count_30d"] for name, v in verdicts.items()}
+    assert cards == {"before": 0, "reported": 0, "visible": 1}, cards
+    assert (other.features or {})["card_fraud_count_30d"] == 0, "a label counts for its own card only"
 
 
 async def test_tail_and_the_example_consumer_show_the_pipelines_verdicts(stack: Stack) -> None:

@@ -28,13 +28,19 @@ pytestmark = pytest.mark.integration
 
 def labels_for(records: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
     """Chargebacks for some transactions hours to days later, some confirmed again (the same fraud),
-    some withdrawn as legitimate, some naming no merchant; in report-time order, as a feed sends them."""
+    some withdrawn as legitimate, some naming no merchant or no card; in report-time order, as a feed
+    sends them."""
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []
     for r in rng.sample(records, len(records) // 8):
         at = datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00"))
         reported = at + timedelta(seconds=rng.randint(600, 4 * 86400))
-        base = {"transaction_id": r["transaction_id"], "merchant_id": r["merchant_id"], "source": "issuer"}
+        base = {
+            "transaction_id": r["transaction_id"],
+            "merchant_id": r["merchant_id"],
+            "card_id": r["card_id"],
+            "source": "issuer",
+        }
         out.append(base | {"label": "chargeback", "reported_at": reported})
         roll = rng.random()
         if roll < 0.2:
@@ -43,8 +49,15 @@ def labels_for(records: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]
             out.append(base | {"label": "confirmed_legitimate", "reported_at": reported + timedelta(days=2)})
         elif roll < 0.35:
             out.append({"transaction_id": r["transaction_id"], "label": "chargeback", "reported_at": reported})
+        elif roll < 0.45:
+            out.append(base | {"card_id": None, "label": "chargeback", "reported_at": reported})
+        elif roll < 0.55:
+            out.append(base | {"merchant_id": None, "label": "chargeback", "reported_at": reported})
     out.sort(key=lambda label: label["reported_at"])
-    return [label | {"reported_at": label["reported_at"].isoformat()} for label in out]
+    return [
+        {k: v for k, v in label.items() if v is not None} | {"reported_at": label["reported_at"].isoformat()}
+        for label in out
+    ]
 
 
 async def produce_labels(bootstrap: str, topic: str, labels: list[dict[str, Any]]) -> None:
@@ -62,8 +75,9 @@ def label_events(labels: list[dict[str, Any]]) -> list[LabelEvent]:
     events = []
     for raw in labels:
         label = Label.model_validate_json(orjson.dumps(raw))
-        if label.merchant_id is not None:
-            events.append(LabelEvent(label.transaction_id, label.merchant_id, label.reported_at_ms, label.is_fraud))
+        events.append(
+            LabelEvent(label.transaction_id, label.merchant_id, label.reported_at_ms, label.is_fraud, label.card_id)
+        )
     return events
 
 
@@ -87,6 +101,7 @@ async def test_labels_in_the_stream_give_the_offline_reference_on_four_partition
     offline = compute_features(txs, label_events(labels)).to_pandas()
     assert offline["merchant_fraud_count_30d"].max() >= 3, "the data must exercise the label features"
     assert (offline["merchant_fraud_count_30d"] == 0).any()
+    assert offline["card_fraud_count_30d"].max() >= 1 and (offline["card_fraud_count_30d"] == 0).any()
     assert_features_equal(stream, offline)
 
 

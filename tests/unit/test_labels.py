@@ -1,5 +1,5 @@
-"""Fraud labels in merchant features: visibility delay, one count per transaction, withdrawal, the label
-stage, and the entity stage applying labels in the same order as the offline reference."""
+"""Fraud labels in merchant and card features: visibility delay, one count per transaction, withdrawal,
+the label stage, and the entity stage applying labels in the same order as the offline reference."""
 
 from __future__ import annotations
 
@@ -22,21 +22,25 @@ T0_MS = int(T0.timestamp() * 1000)
 VISIBLE = timedelta(seconds=LABEL_VISIBLE_AFTER_SECONDS)
 
 
-def tx(i: int, at: datetime, merchant: str = "m1") -> Transaction:
+def tx(i: int, at: datetime, merchant: str = "m1", card: str | None = None) -> Transaction:
     return Transaction.model_validate(
-        {"transaction_id": f"t{i}", "timestamp": at, "amount": 10.0, "currency": "EUR", "card_id": f"c{i}",
+        {"transaction_id": f"t{i}", "timestamp": at, "amount": 10.0, "currency": "EUR", "card_id": card or f"c{i}",
          "merchant_id": merchant},
         strict=False,
     )  # fmt: skip
 
 
-def label(tx_id: str, at: datetime, *, fraud: bool = True, merchant: str = "m1") -> LabelEvent:
-    return LabelEvent(tx_id, merchant, int(at.timestamp() * 1000), fraud)
+def label(
+    tx_id: str, at: datetime, *, fraud: bool = True, merchant: str | None = "m1", card: str | None = None
+) -> LabelEvent:
+    return LabelEvent(tx_id, merchant, int(at.timestamp() * 1000), fraud, card)
 
 
-def fraud_counts(txs: list[Transaction], labels: list[LabelEvent]) -> dict[str, float]:
+def fraud_counts(
+    txs: list[Transaction], labels: list[LabelEvent], feature: str = "merchant_fraud_count_30d"
+) -> dict[str, float]:
     table = compute_features(txs, labels)
-    col = FEATURE_NAMES.index("merchant_fraud_count_30d")
+    col = FEATURE_NAMES.index(feature)
     return {t: float(row[col]) for t, row in zip(table.transaction_ids, table.matrix, strict=True)}
 
 
@@ -71,6 +75,34 @@ def test_labels_count_only_for_their_own_merchant() -> None:
     assert fraud_counts(txs, [label("t1", reported)]) == {"t1": 0, "t2": 0, "t3": 1}
 
 
+def test_a_label_counts_for_its_card_from_its_visibility_on_and_only_for_that_card() -> None:
+    reported = T0 + timedelta(hours=1)
+    txs = [
+        tx(1, T0, card="cA"),
+        tx(2, reported + VISIBLE - timedelta(seconds=1), card="cA"),  # not yet visible
+        tx(3, reported + VISIBLE, card="cA", merchant="m2"),  # visible, whatever the merchant
+        tx(4, reported + 2 * VISIBLE, card="cB"),  # another card
+        tx(5, reported + VISIBLE + timedelta(days=30), card="cA"),  # 30 days later: gone
+    ]
+    labels = [label("t1", reported, card="cA")]
+    assert fraud_counts(txs, labels, "card_fraud_count_30d") == {"t1": 0, "t2": 0, "t3": 1, "t4": 0, "t5": 0}
+    # A label that names no card counts for no card (the gateway fills the card in from the verdict).
+    assert set(fraud_counts(txs, [label("t1", reported)], "card_fraud_count_30d").values()) == {0.0}
+    # The rate is over the card's own transactions of the last 30 days, shrunk towards the prior.
+    table = compute_features(txs, labels).to_pandas()
+    rate = table.loc["t3", "card_fraud_rate_30d"]
+    assert rate == pytest.approx((1 + 0.01 * 10) / (3 + 10))
+
+
+def test_card_label_state_round_trips() -> None:
+    state = EntityState("card_label")
+    apply_label(state, transaction_id="t9", reported_at_ms=T0_MS, is_fraud=True)
+    entity_features("card_label", state, tx(1, T0))
+    again = EntityState.from_bytes("card_label", state.to_bytes())
+    assert again.frauds.marks == state.frauds.marks and again.day.to_bytes() == state.day.to_bytes()
+    assert len(state.to_bytes()) < 64  # daily counts and marks only: cheap per card
+
+
 def test_fraud_marks_keep_the_earliest_visibility_and_stay_capped() -> None:
     marks = FraudMarks(cap=3)
     marks.mark(1, 100)
@@ -100,7 +132,7 @@ def raw_label(**overrides: Any) -> bytes:
     return orjson.dumps({k: v for k, v in (body | overrides).items() if v is not None})
 
 
-def test_the_label_stage_routes_labels_to_merchants_and_dead_letters_bad_ones() -> None:
+def test_the_label_stage_routes_labels_to_merchants_and_cards_and_dead_letters_bad_ones() -> None:
     records = [
         wire.RawRecord(partition=2, offset=0, key=b"t1", value=raw_label()),
         wire.RawRecord(partition=2, offset=1, key=b"t2", value=raw_label(transaction_id="t2", merchant_id=None)),
@@ -112,12 +144,16 @@ def test_the_label_stage_routes_labels_to_merchants_and_dead_letters_bad_ones() 
     result = stages.process_label_batch(records, first_source=8)
     assert [d.offset for d in result.dead_letters] == [2, 3, 4, 5]
     assert "reported_at" in result.dead_letters[2].reason and "label" in result.dead_letters[1].reason
-    assert result.without_merchant == 1
+    assert result.without_merchant == 1 and result.without_card == 2
     [(key, item)] = result.entity_records
     assert key == b"merchant:m1"
     decoded = orjson.loads(item)
     assert decoded["s"] == 10 and decoded["id"] == LABEL_SORT + "t1" and decoded["l"] == ["t1", True]
     assert result.forwarded_ms == {2: int(datetime(2026, 10, 5, 13, tzinfo=UTC).timestamp() * 1000)}
+    both = stages.process_label_batch(
+        [wire.RawRecord(partition=0, offset=9, key=b"t1", value=raw_label(card_id="c7"))], first_source=8
+    )
+    assert [key for key, _ in both.entity_records] == [b"merchant:m1", b"card_label:c7"]
 
 
 def entity_item(t: Transaction) -> stages.EntityItem:

@@ -28,9 +28,11 @@ def test_bad_records_become_dead_letters_with_reasons_and_good_ones_fan_out() ->
     assert "key must be the card_id" in reasons[2]
     assert [d.offset for d in result.dead_letters] == [0, 1, 2]
     kinds = sorted(key.split(b":")[0] for key, _ in result.entity_records)
-    assert kinds == [b"device", b"merchant"]
+    assert kinds == [b"card_label", b"device", b"merchant"]
+    items = {key.split(b":")[0]: orjson.loads(item) for key, item in result.entity_records}
+    assert "r" in items[b"device"] and "r" not in items[b"card_label"]  # a card's label history needs no fields
     [card_partial] = [orjson.loads(v) for _, v in result.partials]
-    assert card_partial["p"] == "card" and sorted(card_partial["parts"]) == ["device", "merchant"]
+    assert card_partial["p"] == "card" and sorted(card_partial["parts"]) == ["card_label", "device", "merchant"]
     assert len(result.state_writes) == 1
 
 
