@@ -51,7 +51,8 @@ def scenarios() -> tuple[list[dict[str, Any]], dict[str, str], dict[str, str]]:
     txs.append(tx("it-twin-1", "calm-card", 300, lat=45.76, lon=4.84))
     # Sanctioned country.
     txs.append(tx("sc-0", "sc-card", 5, country="KP"))
-    txs.append(tx("sc-twin", "sc-twin-card", 5, country="DE"))
+    # Its twin is domestic: a first purchase abroad is a fraud signal of its own in the generated data.
+    txs.append(tx("sc-twin", "sc-twin-card", 5, country="FR"))
     # A burst on one stolen card: 7 purchases in 3 minutes.
     for i in range(7):
         txs.append(tx(f"sp-{i}", "spree-card", 10 + i * 0.5, merchant_id=f"shop-{i}"))
