@@ -79,7 +79,7 @@ class BenchEnv:
             {
                 "RISKSTREAM_ENVIRONMENT": "test",
                 "RISKSTREAM_LOG_FORMAT": "text",
-                "RISKSTREAM_LOG_LEVEL": "WARNING",
+                "RISKSTREAM_LOG_LEVEL": os.environ.get("RISKSTREAM_BENCH_LOG_LEVEL", "WARNING"),
                 "RISKSTREAM_KAFKA__BOOTSTRAP": self.bootstrap,
                 "RISKSTREAM_KAFKA__PARTITIONS": str(self.partitions),
                 "RISKSTREAM_WORKER__APP_ID": f"bench-{self.suffix}",

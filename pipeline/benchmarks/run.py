@@ -116,12 +116,13 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             f"Gateway latency, backend = {name}",
             "",
-            "| req/s | sent | ok | errors | timeouts | p50 ms | p95 ms | p99 ms | max ms |",
+            "| req/s | sent | ok | errors (of which 429/503) | fallback | p50 ms | p95 ms | p99 ms | max ms |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in rows:
             lines.append(
-                f"| {r['rate']:.0f} | {r['sent']} | {r['ok']} | {r['errors']} | {r['timeouts']} | "
+                f"| {r['rate']:.0f} | {r['sent']} | {r['ok']} | {r['errors']} ({r.get('shed_429_503', 0)}) | "
+                f"{r['timeouts']} | "
                 f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} |"
             )
     if {"echo", "pipeline"} <= set(results.get("latency", {})):
