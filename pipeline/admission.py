@@ -7,10 +7,9 @@ dropped as already seen (`Consumer._drain_messages`). A stage that took the firs
 its start lost everything between the commit and that record, silently: in one CI run, 730 transactions
 of a two-worker start never got their card features.
 
-So each stage checks offsets itself against the group's committed offset, read at the partition's first
-record after an assignment (the log start when nothing was committed, as `auto_offset_reset=earliest`),
-or that first record's offset when it is lower. A record behind the expected one was already handled
-and is dropped; a record ahead of it means records were skipped:
+So each stage checks offsets itself against the one position that is certain after an assignment: the
+group's committed offset (the log start when nothing was committed, as `auto_offset_reset=earliest`).
+A record behind it was already handled and is dropped; a record ahead of it means records were skipped:
 the stage seeks back and drops that partition's records until the missing one arrives, seeking again
 every second until it does (the stale hand-over can undo a seek). A record of a partition this worker
 does not own (a stale hand-over after the partition moved) is dropped: its owner handles it.
@@ -124,7 +123,7 @@ class GuardedTopic:
             if TP(self.topic, partition) not in assigned:
                 self._drop("unassigned")
                 continue
-            if self.guard.expected(partition) is None and not await self._prime(partition, offset):
+            if self.guard.expected(partition) is None and not await self._prime(partition):
                 self._drop("unprimed")
                 continue
             verdict = self.guard.check(partition, offset)
@@ -159,13 +158,7 @@ class GuardedTopic:
         self._seeking.pop(partition, None)
         self._unprimed.discard(partition)
 
-    async def _prime(self, partition: int, first_offset: int | None = None) -> bool:
-        """Start at the committed offset, or at the first record delivered when that is below it.
-
-        Below it: the consumer was positioned before a commit that landed afterwards (a leaving worker's
-        last commit). Those records are handled again, which the stages' state recognises; dropping them
-        would trust a commit whose state writes the recovered table may not hold.
-        """
+    async def _prime(self, partition: int) -> bool:
         tp = TP(self.topic, partition)
         try:
             start = await self._positions.start_offset(tp)
@@ -174,7 +167,7 @@ class GuardedTopic:
             self._unprimed.add(partition)
             return False
         self._unprimed.discard(partition)
-        self.guard.prime(partition, start if first_offset is None else min(start, first_offset))
+        self.guard.prime(partition, start)
         return True
 
     async def _seek(self, partition: int) -> None:
