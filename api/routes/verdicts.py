@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
+from fastapi.exceptions import RequestValidationError
 
 from api.deps import Authorized, State
 from api.errors import NotFound, ServiceUnavailable
@@ -69,6 +70,13 @@ async def search_verdicts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[Verdict]:
     """Verdicts for a card and/or since a time, newest first."""
+    if since is not None and since.tzinfo is not None:
+        try:
+            since.astimezone(UTC)  # 0001-01-01T00:00+01:00 is before year 1 in UTC (found by the fuzz test)
+        except OverflowError:
+            raise RequestValidationError(
+                [{"loc": ("query", "since"), "msg": "since is out of range", "type": "value_error"}]
+            ) from None
     try:
         found: list[Verdict] = await asyncio.to_thread(
             _read, state, list_verdicts, card_id=card_id, since=since, limit=limit

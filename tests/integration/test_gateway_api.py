@@ -117,6 +117,12 @@ async def test_missing_field_and_non_json_are_422(client: httpx.AsyncClient) -> 
     assert garbage.status_code == 422 and "JSON" in garbage.json()["detail"]
 
 
+async def test_a_since_before_year_one_in_utc_is_422_not_503(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/verdicts", params={"since": "0001-01-01T00:00:00+01:00"}, headers=auth())
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["field"] == "query.since"
+
+
 async def test_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
     tx = {**make_transaction_dict(), "merchant_category": "x" * 10_000}
     response = await client.post("/v1/score", json=tx, headers=auth())
