@@ -432,12 +432,13 @@ def entity_features(kind: EntityKind, state: EntityState, tx: TxLike) -> tuple[f
         )
     if kind == "card_label":
         (c30d,) = state.day.totals(t_s, _D30D)
-        return _fraud_rate(state, t_s, c30d[0]), float(state.frauds.count_within(t_s, W30D.seconds))
+        frauds = state.frauds.count_within(t_s, W30D.seconds)
+        return _fraud_rate(frauds, c30d[0]), float(frauds)
     (m1h,) = state.minute.totals(t_s, _M1H)
     (m24h,) = state.hour.totals(t_s, _H24H)
     m7d, m30d = state.day.totals(t_s, _D7D_30D)
     frauds = state.frauds.count_within(t_s, W30D.seconds)
-    rate = _fraud_rate(state, t_s, m30d[0])
+    rate = _fraud_rate(frauds, m30d[0])
     return (
         float(m1h[0]),
         float(m24h[0]),
@@ -449,9 +450,8 @@ def entity_features(kind: EntityKind, state: EntityState, tx: TxLike) -> tuple[f
     )
 
 
-def _fraud_rate(state: EntityState, t_s: int, count_30d: int) -> float:
+def _fraud_rate(frauds: int, count_30d: int) -> float:
     """Visible fraud labels over 30 days per transaction, shrunk towards a prior while counts are small."""
-    frauds = state.frauds.count_within(t_s, W30D.seconds)
     return (frauds + FRAUD_PRIOR * FRAUD_PRIOR_WEIGHT) / (count_30d + FRAUD_PRIOR_WEIGHT)
 
 
