@@ -93,6 +93,10 @@ class FaustPositions:
     def assignment(self) -> set[TP]:
         return set(self._app.consumer.assignment())
 
+    def highwater(self, tp: TP) -> int | None:
+        hw = self._app.consumer.highwater(tp)
+        return None if hw is None else int(hw)
+
 
 class GuardedTopic:
     """The admission of one topic's records into one stage."""

@@ -10,6 +10,7 @@ key's state once (local store + changelog, on the partition of the source record
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from pipeline.admission import RESEEK_SECONDS, FaustPositions, GuardedTopic
 from pipeline.kafka.admin import CARD_TABLE, ENTITY_TABLE
 from pipeline.merge import EventTimeMerger
 from pipeline.models import LoadedModel
+from pipeline.progress import SourceProgress
 from pipeline.rules import RulesWatcher
 from pipeline.scoring import ModelHolder
 from pipeline.settings import Settings
@@ -95,8 +97,14 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         table.key_serializer = table.value_serializer = "raw"
     producer = app.producer
 
-    async def send_all(sends: Sequence[tuple[str, bytes | None, bytes, int | None, Any]]) -> None:
+    async def send_all(
+        sends: Sequence[tuple[str, bytes | None, bytes, int | None, Any]], queued: Callable[[], None] | None = None
+    ) -> None:
+        """Send, then wait for every ack; `queued` runs once all are in the producer's per-partition queues
+        (Kafka keeps that order per partition: whatever is sent after it lands after them)."""
         futures = [await producer.send(t, k, v, p, None, h) for t, k, v, p, h in sends]
+        if queued is not None:
+            queued()
         if futures:
             await asyncio.gather(*futures)
 
@@ -106,8 +114,6 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             table.send_changelog(partition, key, value)
 
     # --- card stage ---------------------------------------------------------------------------------
-    forwarded_ms: dict[int, int] = {}
-    processed_offset: dict[int, int] = {}
     positions = FaustPositions(app)
     card_in = GuardedTopic(kafka.transactions_topic, "card", positions)
     label_in = GuardedTopic(kafka.labels_topic, "label", positions)
@@ -126,41 +132,25 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             return TP(kafka.transactions_topic, source)
         return TP(kafka.labels_topic, source - partitions)
 
-    async def caught_up(source: int) -> bool:
-        tp = source_tp(source)
-        try:
-            highwater = app.consumer.highwater(tp)
-        except AssertionError:  # aiokafka: not assigned (any more, or not yet); the next marker corrects it
-            return False
-        if highwater is None:
-            return False
-        done = processed_offset.get(source)
-        if done is not None:
-            return bool(done + 1 >= highwater)
-        # Nothing processed here since this worker got the partition (a rebalance handed over a partition
-        # that was already done): the consumer's position says whether anything is left to read. Without
-        # this, such a source reported "lagging at the beginning of time" forever and held every merge.
-        try:
-            position = await app.consumer.position(tp)
-        except Exception:  # not assigned any more: report lagging, the next marker corrects it
-            return False
-        return position is not None and position >= highwater
-
-    async def markers_for(sources: Sequence[int]) -> list[tuple[int, int, bool]]:
-        return [(s, forwarded_ms.get(s, -(2**62)), await caught_up(s)) for s in sources]
+    progress = SourceProgress(source_tp, positions)
 
     def entity_sends(
         items: Sequence[tuple[bytes, bytes]], markers: list[tuple[int, int, bool]], *, every_partition: bool = False
     ) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
         """One record per entity partition that has items: the items, then the batch's sources' progress.
 
-        Partitions without items hear about progress from the heartbeat (`every_partition`): a stale view
-        of a source only holds records back longer (see pipeline.merge), it never releases one too early.
+        Also to the partitions that last heard "lagging" from these sources (pipeline.progress); the others
+        hear about progress from the heartbeat (`every_partition`): a stale view of a source only holds
+        records back longer (see pipeline.merge), it never releases one too early.
         """
         by_partition: dict[int, list[bytes]] = {}
         for key, item in items:
             by_partition.setdefault(wire.partition_for(key, partitions), []).append(item)
-        targets = range(partitions) if every_partition else sorted(by_partition)
+        if every_partition:
+            targets: Sequence[int] = range(partitions)
+        else:
+            targets = sorted(by_partition.keys() | progress.held_by(m[0] for m in markers))
+        progress.told(markers, targets)
         return [
             (kafka.entity_topic, None, wire.entity_batch(by_partition.get(q, []), markers), q, None) for q in targets
         ]
@@ -191,19 +181,6 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             sends.append((kafka.dlq_topic, dl.key, dl.value or b"", None, headers))
         return sends
 
-    async def progress_markers(
-        records: Sequence[wire.RawRecord], forwarded: dict[int, int], *, first_source: int
-    ) -> list[tuple[int, int, bool]]:
-        """Note how far a batch took its sources (merge source = first_source + partition); their markers."""
-        for r in records:
-            source = first_source + r.partition
-            if r.offset > processed_offset.get(source, -1):
-                processed_offset[source] = r.offset
-        for p, ms in forwarded.items():
-            source = first_source + p
-            forwarded_ms[source] = max(ms, forwarded_ms.get(source, ms))
-        return await markers_for(sorted({first_source + r.partition for r in records}))
-
     @app.agent(tx_topic, name="card_stage")
     async def card_stage(stream: Any) -> None:
         async for taken in stream.noack_take(batch, within=within):
@@ -213,10 +190,11 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             records = [_record(e) for e in events]
             result = stages.process_card_batch(records, card_table.data.get)
             sends = dead_letter_sends(result.dead_letters, kafka.transactions_topic)
-            markers = await progress_markers(records, result.forwarded_ms, first_source=0)
+            batch_progress = SourceProgress.of_batch(records, result.forwarded_ms, first_source=0)
+            markers = await progress.markers(sorted(batch_progress.offsets), batch_progress)
             sends.extend(entity_sends(result.entity_records, markers))
             sends.extend(partial_sends(result.partials))
-            await send_all(sends)
+            await send_all(sends, queued=functools.partial(progress.note, batch_progress))
             write_state(card_table, result.state_writes)
             stats.transactions += len(records)
             stats.dead_letters += len(result.dead_letters)
@@ -239,9 +217,10 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             records = [_record(e) for e in events]
             result = stages.process_label_batch(records, first_source=partitions)
             sends = dead_letter_sends(result.dead_letters, kafka.labels_topic)
-            markers = await progress_markers(records, result.forwarded_ms, first_source=partitions)
+            batch_progress = SourceProgress.of_batch(records, result.forwarded_ms, first_source=partitions)
+            markers = await progress.markers(sorted(batch_progress.offsets), batch_progress)
             sends.extend(entity_sends(result.entity_records, markers))
-            await send_all(sends)
+            await send_all(sends, queued=functools.partial(progress.note, batch_progress))
             metrics.RECORDS.labels("label").inc(len(records))
             metrics.DEAD_LETTERS.inc(len(result.dead_letters))
             metrics.LABELS.labels("without_merchant").inc(result.without_merchant)
@@ -258,7 +237,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             if tp.topic in (kafka.transactions_topic, kafka.labels_topic)
         ]
         if assigned:
-            await send_all(entity_sends([], await markers_for(sorted(assigned)), every_partition=True))
+            await send_all(entity_sends([], await progress.markers(sorted(assigned)), every_partition=True))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_sources(app_: faust.App, revoked: set[TP], **_: Any) -> None:
@@ -266,11 +245,9 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             if tp.topic in guarded:
                 guarded[tp.topic].forget(tp.partition)
             if tp.topic == kafka.transactions_topic:
-                forwarded_ms.pop(tp.partition, None)
-                processed_offset.pop(tp.partition, None)
+                progress.forget(tp.partition)
             elif tp.topic == kafka.labels_topic:
-                forwarded_ms.pop(partitions + tp.partition, None)
-                processed_offset.pop(partitions + tp.partition, None)
+                progress.forget(partitions + tp.partition)
             elif tp.topic == kafka.entity_topic:
                 mergers.pop(tp.partition, None)
                 entity_acks.forget(tp.partition)

@@ -1,0 +1,148 @@
+"""How far each merge source has been handled: the content of the progress markers (see `pipeline.merge`).
+
+A marker is a promise to every entity partition: "this source will send nothing older than M from now on"
+(when lagging) or "this source is caught up: what it sends next is new traffic" (when caught up). A marker
+that promises too much makes the merge release newer records first and count the source's older ones as
+late: features silently miss events. Two ways it once did:
+
+- A batch's progress was visible to the heartbeat before the batch's items were on their way: a heartbeat
+  marker could reach an entity partition ahead of the items it vouched for. Progress is now noted only
+  once the batch's records are queued in the producer (`note`), ahead of anything sent later; the batch's
+  own markers travel in the same record as its items, after them.
+- A source this worker was just given, with nothing handled yet, was judged by the consumer's position.
+  The position counts records fetched into Faust's buffers as consumed: after a worker left, a partition
+  whose last records were fetched but not handled reported "caught up". Before its first batch a source is
+  now judged by the group's committed offset (what was handled and acknowledged, by any worker).
+
+A "lagging" marker holds an entity partition until the source's next marker reaches it. Markers go with
+a source's items, so a partition it sends nothing to would wait for the heartbeat (0.5 s): on live traffic
+that wait was most of the gateway's latency. So a source's next markers also go to every partition whose
+last marker from it said "lagging" (`held_by`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from faust.types import TP
+
+from pipeline.wire import RawRecord
+
+#: The event time of a source that has forwarded nothing: it holds every merge until it reports.
+NOTHING_MS = -(2**62)
+
+Marker = tuple[int, int, bool]
+
+
+class Offsets(Protocol):
+    """The consumer's view of a partition (Faust's consumer in the worker)."""
+
+    def highwater(self, tp: TP) -> int | None:
+        """The log end offset; raises `AssertionError` for a partition this consumer is not assigned."""
+        ...
+
+    async def start_offset(self, tp: TP) -> int:
+        """The group's committed offset (the log start when none)."""
+        ...
+
+
+@dataclass
+class BatchProgress:
+    """A batch's progress per merge source, not yet noted (its records are still being sent)."""
+
+    offsets: dict[int, int] = field(default_factory=dict)
+    forwarded_ms: dict[int, int] = field(default_factory=dict)
+
+
+class SourceProgress:
+    """Per merge source: the last offset handled and the largest event time forwarded by this worker."""
+
+    def __init__(self, source_tp: Callable[[int], TP], offsets: Offsets) -> None:
+        self._source_tp = source_tp
+        self._offsets = offsets
+        self._handled: dict[int, int] = {}
+        self._forwarded_ms: dict[int, int] = {}
+        #: Sources found fully handled (commit at the log end) before any batch here, with that log end.
+        self._settled: dict[int, int] = {}
+        #: Per source, the entity partitions whose last marker from it said "lagging".
+        self._held: dict[int, set[int]] = {}
+
+    @staticmethod
+    def of_batch(records: Sequence[RawRecord], forwarded_ms: dict[int, int], *, first_source: int) -> BatchProgress:
+        """A batch's progress: merge source = first_source + partition."""
+        progress = BatchProgress()
+        for r in records:
+            source = first_source + r.partition
+            if r.offset > progress.offsets.get(source, -1):
+                progress.offsets[source] = r.offset
+        progress.forwarded_ms = {first_source + p: ms for p, ms in forwarded_ms.items()}
+        return progress
+
+    async def markers(self, sources: Iterable[int], pending: BatchProgress | None = None) -> list[Marker]:
+        """(source, forwarded_ms, caught_up) per source, counting a batch being sent when given."""
+        out: list[Marker] = []
+        for s in sources:
+            handled = self._handled.get(s, -1)
+            forwarded = self._forwarded_ms.get(s, NOTHING_MS)
+            if pending is not None:
+                handled = max(handled, pending.offsets.get(s, -1))
+                forwarded = max(forwarded, pending.forwarded_ms.get(s, NOTHING_MS))
+            out.append((s, forwarded, await self._caught_up(s, handled if handled >= 0 else None)))
+        return out
+
+    def note(self, progress: BatchProgress) -> None:
+        """A batch's records are queued: its progress may now be promised by any marker (the heartbeat's)."""
+        for s, offset in progress.offsets.items():
+            if offset > self._handled.get(s, -1):
+                self._handled[s] = offset
+        for s, ms in progress.forwarded_ms.items():
+            self._forwarded_ms[s] = max(ms, self._forwarded_ms.get(s, ms))
+
+    def told(self, markers: Iterable[Marker], partitions: Iterable[int]) -> None:
+        """`markers` are on their way to these entity partitions: remember where a source said it lags."""
+        targets = set(partitions)
+        for source, _, caught_up in markers:
+            held = self._held.setdefault(source, set())
+            if caught_up:
+                held -= targets
+            else:
+                held |= targets
+
+    def held_by(self, sources: Iterable[int]) -> set[int]:
+        """The entity partitions that last heard "lagging" from one of these sources."""
+        out: set[int] = set()
+        for source in sources:
+            out |= self._held.get(source, set())
+        return out
+
+    def forget(self, source: int) -> None:
+        """A revoked source: its next owner (maybe this worker again) starts from the commit."""
+        self._held.pop(source, None)
+        self._handled.pop(source, None)
+        self._forwarded_ms.pop(source, None)
+        self._settled.pop(source, None)
+
+    async def _caught_up(self, source: int, handled: int | None) -> bool:
+        tp = self._source_tp(source)
+        try:
+            highwater = self._offsets.highwater(tp)
+        except AssertionError:  # aiokafka: not assigned (any more, or not yet); the next marker corrects it
+            return False
+        if highwater is None:
+            return False
+        if handled is not None:
+            return handled + 1 >= highwater
+        # Nothing handled here since this worker got the partition: caught up only if the group's commit is
+        # at the log end (a partition handed over already done; without this it held every merge forever).
+        if self._settled.get(source) == highwater:
+            return True
+        try:
+            committed = await self._offsets.start_offset(tp)
+        except Exception:  # coordinator moving, broker away: lagging is the safe answer, asked again next time
+            return False
+        if committed >= highwater:
+            self._settled[source] = highwater
+            return True
+        return False

@@ -1,0 +1,118 @@
+"""Progress markers promise only what was handled and sent (see `pipeline.progress`).
+
+A fake of the consumer's offsets only; the logic under test is the real one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from faust.types import TP
+
+from pipeline.progress import NOTHING_MS, SourceProgress
+from pipeline.wire import RawRecord
+
+TOPIC = "transactions"
+
+
+@dataclass
+class FakeOffsets:
+    highwaters: dict[int, int] = field(default_factory=dict)
+    committed: dict[int, int] = field(default_factory=dict)
+    failing: bool = False
+    commit_reads: int = 0
+
+    def highwater(self, tp: TP) -> int | None:
+        if tp.partition not in self.highwaters:
+            raise AssertionError("not assigned")
+        return self.highwaters[tp.partition]
+
+    async def start_offset(self, tp: TP) -> int:
+        self.commit_reads += 1
+        if self.failing:
+            raise ConnectionError("coordinator not available")
+        return self.committed.get(tp.partition, 0)
+
+
+def progress_of(offsets: FakeOffsets) -> SourceProgress:
+    return SourceProgress(lambda source: TP(TOPIC, source), offsets)
+
+
+def records(partition: int, *offsets: int) -> list[RawRecord]:
+    return [RawRecord(partition=partition, offset=o, key=None, value=None) for o in offsets]
+
+
+async def test_a_source_given_to_this_worker_lags_until_the_group_has_handled_it_to_the_end() -> None:
+    # The last records of partition 0 are still to be handled (commit 90 of 100), however far the consumer
+    # fetched ahead: the source must not say it is caught up.
+    offsets = FakeOffsets(highwaters={0: 100}, committed={0: 90})
+    progress = progress_of(offsets)
+    assert await progress.markers([0]) == [(0, NOTHING_MS, False)]
+    offsets.committed[0] = 100  # handed over already done
+    assert await progress.markers([0]) == [(0, NOTHING_MS, True)]
+
+
+async def test_a_settled_source_is_not_asked_about_again_until_its_log_grows() -> None:
+    offsets = FakeOffsets(highwaters={0: 100}, committed={0: 100})
+    progress = progress_of(offsets)
+    for _ in range(3):
+        assert await progress.markers([0]) == [(0, NOTHING_MS, True)]
+    assert offsets.commit_reads == 1
+    offsets.highwaters[0] = 101  # new traffic, not handled yet
+    assert await progress.markers([0]) == [(0, NOTHING_MS, False)]
+
+
+async def test_a_batch_counts_in_its_own_markers_but_in_no_other_until_its_records_were_sent() -> None:
+    offsets = FakeOffsets(highwaters={0: 10, 1: 10}, committed={0: 0, 1: 10})
+    progress = progress_of(offsets)
+    batch = SourceProgress.of_batch(records(0, 7, 8, 9), {0: 5_000}, first_source=0)
+    # The batch's own markers travel after its items, in the same record: they may say where it got to.
+    assert await progress.markers([0], batch) == [(0, 5_000, True)]
+    # A heartbeat while the batch is being sent must not vouch for items that may not be on their way yet.
+    assert await progress.markers([0, 1]) == [(0, NOTHING_MS, False), (1, NOTHING_MS, True)]
+    progress.note(batch)
+    assert await progress.markers([0]) == [(0, 5_000, True)]
+
+
+async def test_progress_never_goes_back_and_a_source_lags_while_records_remain() -> None:
+    offsets = FakeOffsets(highwaters={0: 20})
+    progress = progress_of(offsets)
+    progress.note(SourceProgress.of_batch(records(0, 10), {0: 9_000}, first_source=0))
+    progress.note(SourceProgress.of_batch(records(0, 5), {0: 4_000}, first_source=0))  # a re-read, older
+    assert await progress.markers([0]) == [(0, 9_000, False)]
+    progress.note(SourceProgress.of_batch(records(0, 19), {0: 9_500}, first_source=0))
+    assert await progress.markers([0]) == [(0, 9_500, True)]
+
+
+async def test_labels_partitions_are_sources_after_the_transactions_partitions() -> None:
+    progress = SourceProgress.of_batch(records(1, 3), {1: 70}, first_source=8)
+    assert progress.offsets == {9: 3} and progress.forwarded_ms == {9: 70}
+
+
+async def test_an_unassigned_source_or_an_unreachable_coordinator_means_lagging() -> None:
+    offsets = FakeOffsets(highwaters={0: 10}, committed={0: 10}, failing=True)
+    progress = progress_of(offsets)
+    assert await progress.markers([0, 3]) == [(0, NOTHING_MS, False), (3, NOTHING_MS, False)]
+    offsets.failing = False
+    assert await progress.markers([0]) == [(0, NOTHING_MS, True)]
+
+
+async def test_a_revoked_source_is_forgotten_and_judged_by_the_commit_again() -> None:
+    offsets = FakeOffsets(highwaters={0: 10}, committed={0: 4})
+    progress = progress_of(offsets)
+    progress.note(SourceProgress.of_batch(records(0, 9), {0: 800}, first_source=0))
+    assert await progress.markers([0]) == [(0, 800, True)]
+    progress.forget(0)
+    assert await progress.markers([0]) == [(0, NOTHING_MS, False)]
+
+
+def test_a_source_s_next_markers_also_go_where_it_last_said_it_lags() -> None:
+    progress = progress_of(FakeOffsets())
+    progress.told([(0, 100, False), (1, 100, True)], [2, 5])
+    assert progress.held_by([0]) == {2, 5} and progress.held_by([1]) == set()
+    progress.told([(0, 200, True)], [5])  # caught up, heard on 5 only: 2 still waits for it
+    assert progress.held_by([0, 1]) == {2}
+    progress.told([(0, 300, False)], range(8))  # a heartbeat that found it lagging: every partition
+    assert progress.held_by([0]) == set(range(8))
+    progress.forget(0)
+    assert progress.held_by([0]) == set()
