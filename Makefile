@@ -41,7 +41,7 @@ train: setup ## Generate data if none, train, evaluate, activate a new model in 
 	$(RS) train
 
 bench: setup ## Benchmarks on the local stack; results in bench/results/
-	$(RS) bench
+	$(RS) bench --profile
 
 up: ## docker compose up (needs Docker and a .env; see .env.example)
 	docker compose up -d --wait

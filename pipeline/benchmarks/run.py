@@ -27,6 +27,8 @@ class BenchConfig:
     rates: tuple[float, ...] = (100, 500, 2000)
     seconds: float = 20.0
     sections: tuple[str, ...] = ("training", "throughput", "latency", "state", "reasons")
+    #: One more throughput run with py-spy on the worker (needs py-spy, a dev dependency).
+    profile: bool = False
 
 
 def _ratio(a: Figure, b: Figure) -> float:
@@ -71,9 +73,12 @@ def run(config: BenchConfig, log: Any = print) -> dict[str, Any]:
     try:
         if "throughput" in config.sections:
             log(f"throughput: {config.transactions:,} transactions, {config.reps} repetitions…")
+            profile_to = root / "profile-throughput.md" if config.profile else None
             figures = throughput.run(
-                local.bootstrap, root, records, records[: config.naive_transactions], models, config.reps
+                local.bootstrap, root, records, records[: config.naive_transactions], models, config.reps, profile_to
             )
+            if profile_to is not None:
+                results["profiles"] = {"throughput": profile_to.read_text()}
             results["figures"]["throughput"] = [f.as_dict() for f in figures]
             raw, naive, one, two = figures
             results["throughput_ratios"] = {
@@ -146,8 +151,10 @@ def write(results: dict[str, Any], folder: Path | None = None) -> tuple[Path, Pa
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{results['started'][:10]}-{results['host']}"
     json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
-    json_path.write_text(json.dumps(results, indent=2))
+    json_path.write_text(json.dumps({k: v for k, v in results.items() if k != "profiles"}, indent=2))
     md_path.write_text(markdown(results))
+    for name, text in results.get("profiles", {}).items():
+        (folder / f"{stem}-profile-{name}.md").write_text(text)
     return json_path, md_path
 
 

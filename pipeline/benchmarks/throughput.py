@@ -7,12 +7,16 @@ taken from the first to the last output record's broker timestamp (start-up and 
 from __future__ import annotations
 
 import asyncio
+import functools
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from pipeline.benchmarks import profile
 from pipeline.benchmarks.common import BenchEnv, Figure, Role, stop_all
 
 
@@ -39,7 +43,14 @@ def produce_backlog(bootstrap: str, topic: str, records: list[dict[str, Any]]) -
         raise RuntimeError("backlog not fully delivered")
 
 
-async def output_rate(bootstrap: str, topic: str, expected: int, timeout_s: float, roles: list[Role]) -> float:
+async def output_rate(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout_s: float,
+    roles: list[Role],
+    on_first: Callable[[], None] | None = None,
+) -> float:
     """Records per second between the first and the last of `expected` distinct keys on `topic`."""
     from aiokafka import AIOKafkaConsumer
 
@@ -57,6 +68,8 @@ async def output_rate(bootstrap: str, topic: str, expected: int, timeout_s: floa
             for messages in (await consumer.getmany(timeout_ms=500, max_records=20_000)).values():
                 for m in messages:
                     if m.key not in seen:
+                        if not seen and on_first is not None:
+                            on_first()
                         seen.add(m.key)
                         first = m.timestamp if first is None else min(first, m.timestamp)
                         last = m.timestamp if last is None else max(last, m.timestamp)
@@ -67,16 +80,43 @@ async def output_rate(bootstrap: str, topic: str, expected: int, timeout_s: floa
 
 
 def measure(
-    env: BenchEnv, records: list[dict[str, Any]], role_args: list[list[str]], key: str, timeout_s: float
+    env: BenchEnv,
+    records: list[dict[str, Any]],
+    role_args: list[list[str]],
+    key: str,
+    timeout_s: float,
+    on_first: Callable[[list[Role]], None] | None = None,
 ) -> float:
     """Create topics, load the backlog, start the roles, return their output rate."""
     env.create_topics()
     produce_backlog(env.bootstrap, env.topics["TRANSACTIONS_TOPIC"], records)
     roles = [Role(args, env.environ(), env.root / f"{key}-{i}.log").start() for i, args in enumerate(role_args)]
+    first = None if on_first is None else functools.partial(on_first, roles)
     try:
-        return asyncio.run(output_rate(env.bootstrap, env.topics["VERDICTS_TOPIC"], len(records), timeout_s, roles))
+        return asyncio.run(
+            output_rate(env.bootstrap, env.topics["VERDICTS_TOPIC"], len(records), timeout_s, roles, first)
+        )
     finally:
         stop_all(roles)
+
+
+def profiled_run(env: BenchEnv, records: list[dict[str, Any]], worker: list[str], out: Path, seconds: float) -> float:
+    """One more one-worker run with py-spy on the worker from its first verdict: samples and summary in `out`."""
+    raw = out.with_suffix(".raw.txt")
+    recorders: list[subprocess.Popen[bytes]] = []
+
+    def attach(roles: list[Role]) -> None:
+        assert roles[0].proc is not None
+        recorders.append(profile.start_recording(roles[0].proc.pid, seconds, raw))
+
+    rate = measure(env, records, [worker], "profiled", 900, on_first=attach)
+    for recorder in recorders:
+        _, err = recorder.communicate(timeout=seconds + 60)
+        if recorder.returncode != 0 or not raw.exists():
+            raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
+    title = f"Profile: riskstream, 1 worker, {len(records):,}-transaction backlog ({rate:,.0f} tx/s while sampled)"
+    out.write_text(profile.render(profile.summarize(raw.read_text()), title))
+    return rate
 
 
 def run(
@@ -86,6 +126,7 @@ def run(
     naive_records: list[dict[str, Any]],
     models_dir: Path,
     reps: int,
+    profile_to: Path | None = None,
 ) -> list[Figure]:
     worker = ["-m", "pipeline.cli", "worker"]
     figures = {
@@ -112,4 +153,6 @@ def run(
                 900,
             )
         )
+    if profile_to is not None:
+        profiled_run(BenchEnv(bootstrap, root, extra=model_env), records, worker, profile_to, seconds=15)
     return list(figures.values())

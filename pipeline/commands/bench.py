@@ -18,6 +18,9 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option(help="Only these: training, throughput, latency, state, reasons.")
         ] = None,
         reps: Annotated[int, typer.Option(min=1)] = 3,
+        profile: Annotated[
+            bool, typer.Option(help="One more throughput run with py-spy on the worker; summary beside the results.")
+        ] = False,
         out: Annotated[Path | None, typer.Option(help="Results folder (default bench/results).")] = None,
     ) -> None:
         """Measure throughput, latency, training time, state size and reason cost next to their baselines."""
@@ -32,6 +35,7 @@ def register(app: typer.Typer) -> None:
                                  rates=(50, 200), seconds=5)  # fmt: skip
         if section:
             config.sections = tuple(section)
+        config.profile = profile
         console = Console()
         results = run(config, log=lambda msg: console.print(f"[bold blue]==>[/bold blue] {msg}"))
         json_path, md_path = write(results, out)
