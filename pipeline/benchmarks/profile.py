@@ -36,6 +36,7 @@ STAGE_FUNCTIONS = (
 )
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*)\)$")
+_THREAD = re.compile(r"^thread \(\w+\): ")
 
 
 def py_spy() -> str:
@@ -74,21 +75,21 @@ class Summary:
 
 
 def summarize(raw: str) -> Summary:
-    """Read py-spy's raw output: one line per distinct stack, `frame;frame;...;leaf count`."""
+    """Read py-spy's raw output (`--threads`): a line per distinct stack, `thread (tid): name;frame;...;leaf N`."""
     summary = Summary()
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = stack.split(";")
+        thread, *frames = stack.split(";")
         parsed = [m for m in (_FRAME.match(f) for f in frames) if m]
         if not parsed:
             continue
         summary.samples += count
-        thread = next((f for f in frames if f.startswith("thread ")), "thread ?")
-        summary.threads[thread] += count
-        for func in {m["func"] for m in parsed if m["func"] in STAGE_FUNCTIONS}:
+        summary.threads[_THREAD.sub("", thread)] += count
+        # Python 3.11 names frames by qualified name (`GuardedTopic.admit`, `build_topology.<locals>.send_all`).
+        for func in {m["func"].rsplit(".", 1)[-1] for m in parsed} & set(STAGE_FUNCTIONS):
             summary.inclusive[func] += count
         leaf = parsed[-1]
         summary.packages[_package(leaf["file"])] += count
