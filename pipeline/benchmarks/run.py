@@ -89,7 +89,7 @@ def run(config: BenchConfig, log: Any = print) -> dict[str, Any]:
             }
         if "latency" in config.sections:
             log(f"latency: open loop at {config.rates} req/s, {config.seconds:.0f} s each…")
-            results["latency"] = latency.run(local.bootstrap, root, models, list(config.rates), config.seconds)
+            results["latency"] = latency.run(local.bootstrap, root, models, list(config.rates), config.seconds, records)
     finally:
         local.stop()
     results["finished"] = datetime.now(UTC).isoformat()
@@ -121,14 +121,16 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             f"Gateway latency, backend = {name}",
             "",
-            "| req/s | sent | ok | errors (of which 429/503) | fallback | p50 ms | p95 ms | p99 ms | max ms |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| req/s | sent | ok | errors (of which 429/503) | fallback | flagged | p50 ms | p95 ms | p99 ms | max ms "
+            "| worker p50 ms |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in rows:
             lines.append(
                 f"| {r['rate']:.0f} | {r['sent']} | {r['ok']} | {r['errors']} ({r.get('shed_429_503', 0)}) | "
-                f"{r['timeouts']} | "
-                f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} |"
+                f"{r['timeouts']} | {r.get('flagged', '-')} | "
+                f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | "
+                f"{r.get('worker_p50_ms', float('nan')):.1f} |"
             )
     if {"echo", "pipeline"} <= set(results.get("latency", {})):
         lat = results["latency"]
