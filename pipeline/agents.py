@@ -108,10 +108,29 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         if futures:
             await asyncio.gather(*futures)
 
-    def write_state(table: Any, writes: Sequence[tuple[int, bytes, bytes]]) -> None:
+    changelogs = {id(t): t.changelog_topic.get_topic_name() for t in (card_table, entity_table)}
+    unconfirmed: list[asyncio.Future[Any]] = []
+
+    async def write_state(table: Any, writes: Sequence[tuple[int, bytes, bytes]]) -> None:
+        """The local store, then the changelog, straight into the producer's queues in one go.
+
+        Not through `Table.send_changelog`: Faust's send buffer publishes one message per loop turn, each
+        through its whole send path, and fell behind at 100 req/s ("producer buffer full"). The memory
+        store needs none of its callbacks. Faust flushes the producer before it commits offsets, so a
+        committed record's state is in the changelog. A write the broker refused (after the producer's
+        retries) stops the worker at its next batch; Faust's own path only logged it.
+        """
+        topic = changelogs[id(table)]
         for partition, key, value in writes:
             table.data[key] = value
-            table.send_changelog(partition, key, value)
+            unconfirmed.append(asyncio.ensure_future(await producer.send(topic, key, value, partition, None, None)))
+        still = []
+        for future in unconfirmed:
+            if not future.done():
+                still.append(future)
+            elif future.exception() is not None:
+                raise RuntimeError("a state write to the changelog failed") from future.exception()
+        unconfirmed[:] = still
 
     # --- card stage ---------------------------------------------------------------------------------
     positions = FaustPositions(app)
@@ -195,7 +214,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             sends.extend(entity_sends(result.entity_records, markers))
             sends.extend(partial_sends(result.partials))
             await send_all(sends, queued=functools.partial(progress.note, batch_progress))
-            write_state(card_table, result.state_writes)
+            await write_state(card_table, result.state_writes)
             stats.transactions += len(records)
             stats.dead_letters += len(result.dead_letters)
             stats.duplicates += result.duplicates
@@ -293,7 +312,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             if released:
                 result = stages.process_entity_items((item for item, _ in released), entity_table.data.get)
                 await send_all(partial_sends(result.partials))
-                write_state(entity_table, result.state_writes)
+                await write_state(entity_table, result.state_writes)
                 stats.late_or_redelivered += result.late_or_redelivered
                 stats.labels_applied += result.labels_applied
                 metrics.LATE.inc(result.late_or_redelivered)
