@@ -80,9 +80,10 @@ def run(config: BenchConfig, log: Any = print) -> dict[str, Any]:
             if profile_to is not None:
                 results["profiles"] = {"throughput": profile_to.read_text()}
             results["figures"]["throughput"] = [f.as_dict() for f in figures]
-            raw, naive, one, two = figures
+            raw, naive, one, two, one_all, _ = figures
             results["throughput_ratios"] = {
                 "one_worker_vs_raw": _ratio(one, raw),
+                "one_worker_from_first_output_vs_raw": _ratio(one_all, raw),
                 "naive_vs_raw": _ratio(naive, raw),
                 "one_worker_vs_naive": _ratio(one, naive),
                 "two_vs_one": _ratio(two, one),
