@@ -621,10 +621,9 @@ ASSIGNED = r"\[\^---Recovery\]: Worker ready"
 @pytest.mark.parametrize(
     ("n", "steps"),
     [
-        # Soak only for now: after the admission fixes it passed 6 runs of 7; the one failure (a fresh-clone
-        # run) gave a few entity features missing recent events after the second worker left (README,
-        # "Not yet proven"). `make test` must not be flaky.
-        pytest.param(10_000, ("join", "leave-term"), id="short", marks=[pytest.mark.soak]),
+        # Passed 6 runs of 7 until progress markers stopped promising what was fetched but not handled
+        # (pipeline.progress): the seventh gave entity features missing recent events after the leave.
+        pytest.param(10_000, ("join", "leave-term"), id="short"),
         soak(200_000, ("join", "leave-term", "join", "leave-kill", "join")),
     ],
 )
