@@ -7,8 +7,8 @@ taken from the first to the last output record's broker timestamp (start-up and 
 from __future__ import annotations
 
 import asyncio
-import functools
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +50,6 @@ async def output_rate(
     expected: int,
     timeout_s: float,
     roles: list[Role],
-    on_first: Callable[[], None] | None = None,
 ) -> tuple[float, int, int]:
     """Records per second between the first and the last of `expected` distinct keys on `topic` (and
     those two broker timestamps, ms)."""
@@ -70,8 +69,6 @@ async def output_rate(
             for messages in (await consumer.getmany(timeout_ms=500, max_records=20_000)).values():
                 for m in messages:
                     if m.key not in seen:
-                        if not seen and on_first is not None:
-                            on_first()
                         seen.add(m.key)
                         first = m.timestamp if first is None else min(first, m.timestamp)
                         last = m.timestamp if last is None else max(last, m.timestamp)
@@ -81,28 +78,29 @@ async def output_rate(
     return float(expected / max((last - first) / 1000, 1e-3)), int(first), int(last)
 
 
-async def first_timestamp(bootstrap: str, topic: str) -> int | None:
-    """The broker timestamp of the earliest record on `topic` (its partitions' first records)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+async def first_timestamp(bootstrap: str, topic: str, timeout_s: float = 60) -> int | None:
+    """The broker timestamp of the earliest record on `topic` (the first record of each partition)."""
+    from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", fetch_max_wait_ms=100
+    )
     await consumer.start()
+    firsts: dict[Any, int] = {}
+    deadline = time.monotonic() + timeout_s
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(await consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if ends[tp] > 0}
-        earliest: int | None = None
-        deadline = time.monotonic() + 30
-        while pending and time.monotonic() < deadline:
-            for tp, messages in (await consumer.getmany(*pending, timeout_ms=500, max_records=1)).items():
-                if messages:
-                    stamp = messages[0].timestamp
-                    earliest = stamp if earliest is None else min(earliest, stamp)
-                    pending.discard(tp)
-        return earliest
+        while time.monotonic() < deadline:
+            for tp, messages in (await consumer.getmany(timeout_ms=500, max_records=10_000)).items():
+                if messages and tp not in firsts:
+                    firsts[tp] = messages[0].timestamp
+            assigned = consumer.assignment()
+            if assigned:
+                ends = await consumer.end_offsets(list(assigned))
+                if all(tp in firsts for tp, end in ends.items() if end > 0):
+                    break
     finally:
         await consumer.stop()
+    return min(firsts.values()) if firsts else None
 
 
 @dataclass
@@ -120,17 +118,18 @@ def measure(
     role_args: list[list[str]],
     key: str,
     timeout_s: float,
-    on_first: Callable[[list[Role]], None] | None = None,
+    on_start: Callable[[list[Role]], None] | None = None,
     internal_topic: str | None = None,
 ) -> Rates:
     """Create topics, load the backlog, start the roles, return their output rates."""
     env.create_topics()
     produce_backlog(env.bootstrap, env.topics["TRANSACTIONS_TOPIC"], records)
     roles = [Role(args, env.environ(), env.root / f"{key}-{i}.log").start() for i, args in enumerate(role_args)]
-    first = None if on_first is None else functools.partial(on_first, roles)
+    if on_start is not None:
+        on_start(roles)
     try:
         rate, first_ms, last_ms = asyncio.run(
-            output_rate(env.bootstrap, env.topics["VERDICTS_TOPIC"], len(records), timeout_s, roles, first)
+            output_rate(env.bootstrap, env.topics["VERDICTS_TOPIC"], len(records), timeout_s, roles)
         )
     finally:
         stop_all(roles)
@@ -141,21 +140,32 @@ def measure(
     return Rates(rate, len(records) / max((last_ms - started_ms) / 1000, 1e-3))
 
 
-def profiled_run(env: BenchEnv, records: list[dict[str, Any]], worker: list[str], out: Path, seconds: float) -> float:
-    """One more one-worker run with py-spy on the worker from its first verdict: samples and summary in `out`."""
+def profiled_run(
+    env: BenchEnv, records: list[dict[str, Any]], worker: list[str], out: Path, *, delay: float, seconds: float
+) -> float:
+    """One more one-worker run with py-spy on the worker from `delay` s after its start (past its start-up,
+    within the backlog's reading and merging): samples and summary in `out`."""
     raw = out.with_suffix(".raw.txt")
     recorders: list[subprocess.Popen[bytes]] = []
+    timers: list[threading.Timer] = []
 
     def attach(roles: list[Role]) -> None:
         assert roles[0].proc is not None
-        recorders.append(profile.start_recording(roles[0].proc.pid, seconds, raw))
+        pid = roles[0].proc.pid
+        timers.append(threading.Timer(delay, lambda: recorders.append(profile.start_recording(pid, seconds, raw))))
+        timers[0].start()
 
-    rate = measure(env, records, [worker], "profiled", 900, on_first=attach).first_to_last
+    rate = measure(env, records, [worker], "profiled", 900, on_start=attach).first_to_last
+    for timer in timers:
+        timer.join()
     for recorder in recorders:
         _, err = recorder.communicate(timeout=seconds + 60)
-        if recorder.returncode != 0 or not raw.exists():
+        if not raw.exists():
             raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
-    title = f"Profile: riskstream, 1 worker, {len(records):,}-transaction backlog ({rate:,.0f} tx/s while sampled)"
+    title = (
+        f"Profile: riskstream, 1 worker, {len(records):,}-transaction backlog ({rate:,.0f} tx/s first to last "
+        f"verdict); sampled from {delay:.0f} s after the worker's start for up to {seconds:.0f} s"
+    )
     out.write_text(profile.render(profile.summarize(raw.read_text()), title))
     return rate
 
@@ -196,5 +206,6 @@ def run(
         )
         figures["naive"].values.append(naive.first_to_last)
     if profile_to is not None:
-        profiled_run(BenchEnv(bootstrap, root, extra=model_env), records, worker, profile_to, seconds=15)
+        env = BenchEnv(bootstrap, root, extra=model_env)
+        profiled_run(env, records, worker, profile_to, delay=15, seconds=30)
     return list(figures.values())
