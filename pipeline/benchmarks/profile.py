@@ -18,6 +18,10 @@ from pathlib import Path
 
 #: Our functions whose inclusive share says what the worker does, in the order of the pipeline.
 STAGE_FUNCTIONS = (
+    "card_stage",
+    "label_stage",
+    "entity_stage",
+    "join_stage",
     "admit",
     "_record",
     "process_card_batch",
@@ -34,6 +38,9 @@ STAGE_FUNCTIONS = (
     "build_verdicts",
     "card_heartbeat",
 )
+
+#: The Kafka client's own work (qualified name prefixes): producing, fetching, Faust's hand-over.
+CLIENT_TASKS = ("Sender.", "Fetcher.", "Consumer._drain_messages", "GroupCoordinator.", "EpollSelector.select")
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*)\)$")
 _THREAD = re.compile(r"^thread \(\w+\): ")
@@ -72,6 +79,7 @@ class Summary:
     packages: Counter[str] = field(default_factory=Counter)
     leaves: Counter[str] = field(default_factory=Counter)
     threads: Counter[str] = field(default_factory=Counter)
+    client: Counter[str] = field(default_factory=Counter)
 
 
 def summarize(raw: str) -> Summary:
@@ -89,8 +97,12 @@ def summarize(raw: str) -> Summary:
         summary.samples += count
         summary.threads[_THREAD.sub("", thread)] += count
         # Python 3.11 names frames by qualified name (`GuardedTopic.admit`, `build_topology.<locals>.send_all`).
-        for func in {m["func"].rsplit(".", 1)[-1] for m in parsed} & set(STAGE_FUNCTIONS):
+        funcs = {m["func"] for m in parsed}
+        for func in {f.rsplit(".", 1)[-1] for f in funcs} & set(STAGE_FUNCTIONS):
             summary.inclusive[func] += count
+        for task in CLIENT_TASKS:
+            if any(f.startswith(task) for f in funcs):
+                summary.client[task] += count
         leaf = parsed[-1]
         summary.packages[_package(leaf["file"])] += count
         summary.leaves[f"{leaf['func']} ({leaf['file']})"] += count
@@ -106,6 +118,8 @@ def render(summary: Summary, title: str, top: int = 20) -> str:
     lines = [f"# {title}", "", f"{summary.samples:,} samples (200/s, threads on CPU only).", ""]
     lines += ["## Under our stage functions (inclusive)", "", "| function | share |", "|---|---:|"]
     lines += [f"| `{f}` | {pct(summary.inclusive[f])} |" for f in STAGE_FUNCTIONS if summary.inclusive[f]]
+    lines += ["", "## Kafka client and event loop (inclusive)", "", "| under | share |", "|---|---:|"]
+    lines += [f"| `{t}` | {pct(summary.client[t])} |" for t in CLIENT_TASKS if summary.client[t]]
     lines += ["", "## Self time by package", "", "| package | share |", "|---|---:|"]
     lines += [f"| {p} | {pct(n)} |" for p, n in summary.packages.most_common(12)]
     lines += ["", f"## Hottest {top} leaf functions", "", "| function | share |", "|---|---:|"]
