@@ -30,10 +30,13 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 MergeKey = tuple[int, str]
 
+#: The event time of a source that has forwarded nothing: it holds every merge until it reports.
+NOTHING_MS = -(2**62)
+
 
 @dataclass
 class _Source:
-    forwarded_ms: int = -(2**62)
+    forwarded_ms: int = NOTHING_MS
     caught_up: bool = False
     reported: bool = False
     #: Wall-clock time (of this process) since which the source is caught up without progress; None = active.

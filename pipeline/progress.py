@@ -28,10 +28,10 @@ from typing import Protocol
 
 from faust.types import TP
 
+from pipeline.merge import NOTHING_MS
 from pipeline.wire import RawRecord
 
-#: The event time of a source that has forwarded nothing: it holds every merge until it reports.
-NOTHING_MS = -(2**62)
+__all__ = ["NOTHING_MS", "BatchProgress", "Marker", "Offsets", "SourceProgress"]
 
 Marker = tuple[int, int, bool]
 

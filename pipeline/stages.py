@@ -22,6 +22,7 @@ from typing import Any
 from pipeline import features as F
 from pipeline import wire
 from pipeline.features.offline import LABEL_SORT, TxRow
+from pipeline.merge import NOTHING_MS
 from pipeline.records import RecordError, mask_pans, parse_label, parse_transaction
 from pipeline.wire import RawRecord
 
@@ -123,7 +124,7 @@ def process_card_batch(
                 raw=None if kind == "card_label" else record.value,
             )
             out.entity_records.append((entity_key.encode(), item))
-        if event_ms > out.forwarded_ms.get(record.partition, -(2**62)):
+        if event_ms > out.forwarded_ms.get(record.partition, NOTHING_MS):
             out.forwarded_ms[record.partition] = event_ms
         out.partials.append(
             (
@@ -179,7 +180,7 @@ def process_label_batch(records: Iterable[RawRecord], *, first_source: int) -> L
             )
             continue
         reported_ms = label.reported_at_ms
-        if reported_ms > out.forwarded_ms.get(record.partition, -(2**62)):
+        if reported_ms > out.forwarded_ms.get(record.partition, NOTHING_MS):
             out.forwarded_ms[record.partition] = reported_ms
         out.without_merchant += label.merchant_id is None
         out.without_card += label.card_id is None
