@@ -24,12 +24,14 @@ from typing import Any, Protocol
 
 from faust.types import TP
 
-from pipeline import metrics
+from pipeline import faust_internals, metrics
 
 log = logging.getLogger("riskstream.worker")
 
 #: How long a seek may go unanswered before it is repeated.
 RESEEK_SECONDS = 1.0
+#: How long a partition with records left may deliver nothing before it is sought back to its next offset.
+STALL_SECONDS = 5.0
 
 
 class OffsetGuard:
@@ -58,6 +60,9 @@ class OffsetGuard:
     def forget(self, partition: int) -> None:
         self._expected.pop(partition, None)
 
+    def partitions(self) -> list[int]:
+        return list(self._expected)
+
 
 class Positions(Protocol):
     """Where the group stands on a partition, and how to move the consumer (Faust's, in the worker)."""
@@ -76,19 +81,10 @@ class FaustPositions:
         self._app = app
 
     async def start_offset(self, tp: TP) -> int:
-        thread = self._app.consumer._thread
-        consumer = thread._ensure_consumer()
-        committed = await thread.call_thread(consumer.committed, tp)
-        if committed is not None and committed >= 0:
-            return int(committed)
-        earliest = await thread.earliest_offsets(tp)
-        return int(next(iter(earliest.values())))
+        return await faust_internals.committed_offset(self._app, tp)
 
     async def seek(self, tp: TP, offset: int) -> None:
-        # In the consumer's thread: Faust's `Consumer.seek` calls aiokafka from the event loop's thread,
-        # racing the fetcher (a KeyError in `fetched_records` crashed a worker). `seek_wait` also resets
-        # Faust's read offset, as its `seek` does.
-        await self._app.consumer._thread.seek_wait({tp: offset})
+        await faust_internals.seek(self._app, tp, offset)
 
     def assignment(self) -> set[TP]:
         return set(self._app.consumer.assignment())
@@ -117,6 +113,8 @@ class GuardedTopic:
         self._seeking: dict[int, float] = {}
         #: Partitions whose start could not be read yet (the broker did not answer): retried by `retry`.
         self._unprimed: set[int] = set()
+        #: Per partition, the next offset expected when last looked at, and since when (see `unstick`).
+        self._still: dict[int, tuple[int, float]] = {}
 
     async def admit(self, events: Sequence[Any]) -> list[Any]:
         """The events to handle now, each partition's in offset order and once."""
@@ -156,11 +154,40 @@ class GuardedTopic:
             if now - at >= RESEEK_SECONDS:
                 await self._seek(partition)
 
+    async def unstick(self, highwater: Callable[[TP], int | None], held: set[int]) -> None:
+        """Seek back a partition that has records left but delivered none for `STALL_SECONDS`.
+
+        A gap is otherwise found only when a later record arrives: records that Faust's fetch loop drops
+        (it abandons the rest of a fetch when the group generation changes, and skips a partition paused
+        mid-fetch) while aiokafka's position has passed them are lost for good when they were the
+        partition's last. Seen once in five two-worker runs: a source lagging forever, the last
+        transaction never scored. `held`: partitions not read on purpose (flow control).
+        """
+        now = self._clock()
+        for partition in list(self.guard.partitions()):
+            expected = self.guard.expected(partition)
+            end = highwater(TP(self.topic, partition))
+            if expected is None or end is None or end <= expected or partition in held or partition in self._seeking:
+                self._still.pop(partition, None)
+                continue
+            last = self._still.get(partition)
+            if last is None or last[0] != expected:
+                self._still[partition] = (expected, now)
+            elif now - last[1] >= STALL_SECONDS:
+                log.warning(
+                    "%s partition %d delivered nothing for %.0f s with records left (next offset %d, end %d): "
+                    "seeking back", self.topic, partition, now - last[1], expected, end,
+                )  # fmt: skip
+                self._still.pop(partition, None)
+                self._drop("stalled")
+                await self._seek(partition)
+
     def forget(self, partition: int) -> None:
         """A revoked partition: its next owner (maybe this worker again) starts from the commit."""
         self.guard.forget(partition)
         self._seeking.pop(partition, None)
         self._unprimed.discard(partition)
+        self._still.pop(partition, None)
 
     async def _prime(self, partition: int) -> bool:
         tp = TP(self.topic, partition)

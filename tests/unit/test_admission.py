@@ -135,3 +135,29 @@ async def test_whatever_is_delivered_each_partition_is_handled_once_and_in_order
     for partition in (0, 1):
         mine = [o for p, o in handled if p == partition]
         assert mine == list(range(committed, committed + len(mine)))
+
+
+async def test_a_partition_whose_last_records_never_arrive_is_sought_back() -> None:
+    """Faust's fetch loop can drop the rest of a fetch (generation change) after aiokafka moved past it: when
+    those were the partition's last records no later record reveals the gap, so the silence itself must."""
+    from pipeline.admission import STALL_SECONDS
+
+    consumer, clock = FakeConsumer(committed={0: 10, 1: 0}), Clock()
+    topic = GuardedTopic(TOPIC, "card", consumer, clock=clock)
+    assert offsets(await topic.admit([event(0, 10), event(1, 0)])) == [(0, 10), (1, 0)]
+    ends = {0: 15, 1: 1}  # partition 0 has records 11-14 left; partition 1 is done
+
+    def highwater(tp: TP) -> int:
+        return ends[tp.partition]
+
+    await topic.unstick(highwater, held=set())
+    clock.now += STALL_SECONDS - 0.1
+    await topic.unstick(highwater, held=set())
+    assert consumer.seeks == []
+    clock.now += 0.2
+    await topic.unstick(highwater, held={0})  # paused on purpose by flow control: not stalled
+    assert consumer.seeks == []
+    await topic.unstick(highwater, held=set())
+    clock.now += STALL_SECONDS
+    await topic.unstick(highwater, held=set())
+    assert consumer.seeks == [(0, 11)]
