@@ -22,7 +22,7 @@ import orjson
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline import metrics, stages, wire
+from pipeline import alignment, faust_internals, metrics, stages, wire
 from pipeline.acks import OrderedAcks
 from pipeline.admission import RESEEK_SECONDS, FaustPositions, GuardedTopic
 from pipeline.kafka.admin import CARD_TABLE, ENTITY_TABLE
@@ -142,8 +142,10 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
 
     @app.timer(RESEEK_SECONDS)
     async def retry_seeks() -> None:
+        held = {tp: tp.partition for tp in holding}
         for source in guarded.values():
             await source.retry()
+            await source.unstick(positions.highwater, {p for tp, p in held.items() if tp.topic == source.topic})
 
     def source_tp(source: int) -> TP:
         """Merge sources: transactions partitions 0..n-1, then labels partitions as n..2n-1."""
@@ -225,6 +227,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             for event in events:
                 await stream.ack(event)
             stats.batches["card"] += 1
+            regulate()
 
     @app.agent(labels_topic, name="label_stage")
     async def label_stage(stream: Any) -> None:
@@ -246,6 +249,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             metrics.LABELS.labels("without_card").inc(result.without_card)
             for event in events:
                 await stream.ack(event)
+            regulate()
 
     @app.timer(HEARTBEAT_SECONDS)
     async def card_heartbeat() -> None:
@@ -257,6 +261,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         ]
         if assigned:
             await send_all(entity_sends([], await progress.markers(sorted(assigned)), every_partition=True))
+        regulate()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_sources(app_: faust.App, revoked: set[TP], **_: Any) -> None:
@@ -274,6 +279,49 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 join_acks.forget(tp.partition)
                 joiner.drop_tokens(_in_partition(tp.partition))
 
+    # --- flow control: alignment and backpressure (pipeline.alignment) ------------------------------
+    limits = alignment.FlowLimits(
+        max_drift_ms=int(worker.max_drift_seconds * 1000),
+        max_internal_lag=worker.max_internal_lag_records,
+        max_held=worker.max_held_items,
+    )
+    source_topics = {kafka.transactions_topic: 0, kafka.labels_topic: partitions}
+    internal_topics = {kafka.entity_topic, kafka.partials_topic}
+    holding: set[TP] = set()
+    flow: dict[str, int | None] = {"held": 0, "lag": 0, "slowest": None}
+
+    def input_lags() -> list[tuple[str, int, int]]:
+        """(topic, partition, records behind the end) for every assigned input partition that has started."""
+        out = []
+        for tp in positions.assignment():
+            guarded_in = guarded.get(tp.topic)
+            if guarded_in is None:
+                continue
+            expected, highwater = guarded_in.guard.expected(tp.partition), positions.highwater(tp)
+            if expected is not None and highwater is not None:
+                out.append((tp.topic, tp.partition, max(highwater - expected, 0)))
+        return out
+
+    def regulate() -> None:
+        """Stop reading the sources that run ahead or while the stages behind them are busy; resume the rest.
+
+        Called after every batch of every stage and by the heartbeat: cheap (sources x merges)."""
+        nonlocal holding
+        if app.rebalancing or app.in_recovery:  # Faust pauses and resumes everything itself then
+            return
+        assigned = positions.assignment()
+        own = progress.positions(source_topics[tp.topic] + tp.partition for tp in assigned if tp.topic in source_topics)
+        slowest = alignment.slowest_ms(own, (ms for m in mergers.values() for ms in m.lagging_positions()))
+        held = len(joiner) + sum(len(m) for m in mergers.values())
+        lag = sum(n for topic, _, n in input_lags() if topic in internal_topics)
+        pause = alignment.sources_to_pause(own, slowest, internal_lag=lag, held=held, limits=limits)
+        want = {source_tp(s) for s in pause}
+        faust_internals.hold(app, want)  # again each time: Faust resumes partitions after a rebalance
+        faust_internals.release(app, (holding - want) & assigned)  # a revoked one is its next owner's
+        holding = want
+        flow.update(held=held, lag=lag, slowest=slowest)
+        metrics.observe_flow(paused=len(want), held=held, internal_lag=lag, slowest_ms=slowest)
+
     # --- entity stage -------------------------------------------------------------------------------
     lateness_ms = int(worker.allowed_lateness_seconds * 1000)
     mergers: dict[int, EventTimeMerger[tuple[stages.EntityItem, Any]]] = {}
@@ -288,6 +336,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             for event in events:
                 message = event.message
                 items, markers = wire.decode_entity_batch(message.value)
+                faust_internals.drop_payload(event)
                 entity_acks.track(message.partition, message.offset, event, len(items))
                 merger = mergers.get(message.partition)
                 if merger is None:
@@ -324,12 +373,16 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             for event in entity_acks.pop_ready():
                 await stream.ack(event)
             stats.batches["entity"] += 1
+            regulate()
 
     # --- join stage: score, decide, answer --------------------------------------------------------
     joiner = stages.Joiner(timeout_ms=int(worker.join_timeout_seconds * 1000))
     join_acks: OrderedAcks[Any] = OrderedAcks()
     recent = RecentVerdicts()
     holder = ModelHolder(settings.model.dir)
+    # Before the worker joins the group: loading (xgboost's import included) in a thread while the stages
+    # run took 12 s under the GIL on a backlog and stalled the consumer thread into a rebalance.
+    holder.maybe_reload()
     rules_watcher = RulesWatcher(settings.rules.dir)
 
     @app.timer(settings.model.reload_interval_seconds)
@@ -370,6 +423,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             sends: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
             for event in events:
                 partials = wire.decode_partials(event.message.value)
+                faust_internals.drop_payload(event)
                 join_acks.track(event.message.partition, event.message.offset, event, len(partials))
                 for partial in partials:
                     if partial["p"] == "dup":
@@ -389,7 +443,10 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 model = await serving_model()
                 verdicts = build_verdicts(completed, model, rules_watcher.rules, emit_features=worker.emit_features)
                 for joined, out in zip(completed, verdicts, strict=True):
-                    recent.put(out.transaction_id, out.value)
+                    if out.headers.get(wire.REPLY_TO_HEADER):
+                        # Only a caller waiting for a reply is answered again on a repeat (answer_repeat);
+                        # keeping every verdict held 200k values (250 MB with features) on a backlog.
+                        recent.put(out.transaction_id, out.value)
                     sends.append((kafka.verdicts_topic, out.transaction_id.encode(), out.value, None, None))
                     sends.extend(replies(out))
                     to_ack.extend(joined.tokens)
@@ -403,6 +460,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 await stream.ack(event)
             stats.batches["join"] += 1
             metrics.BATCH_SIZE.labels("join").observe(len(events))
+            regulate()
 
     def answer_repeat(partial: dict[str, Any]) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
         """A caller re-sent a transaction already decided: give it the same verdict again."""
@@ -418,7 +476,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        metrics.observe_lag(app.consumer, {kafka.transactions_topic, kafka.entity_topic, kafka.partials_topic})
+        metrics.observe_lag(input_lags())
         if holder.model is not None:
             metrics.set_info(metrics.MODEL_INFO, holder.model.version)
         if rules_watcher.rules is not None:
@@ -442,6 +500,11 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         for partition, merger in sorted(mergers.items()):
             if len(merger):
                 log.info("entity partition %d merge: %s", partition, merger.describe())
+        if holding or flow["held"] or flow["lag"]:
+            log.info(
+                "flow: %d source partitions paused, %d items held, %d internal records to handle, slowest %s",
+                len(holding), flow["held"], flow["lag"], flow["slowest"],
+            )  # fmt: skip
         for name, acks in (("entity", entity_acks), ("join", join_acks)):
             oldest = acks.oldest_pending()
             if oldest:

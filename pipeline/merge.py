@@ -109,6 +109,10 @@ class EventTimeMerger(Generic[T]):
         # event seen minus the lateness, so everything up to that is safe, the newest event included.
         return newest - self._lateness_ms, True
 
+    def lagging_positions(self) -> list[int]:
+        """What this partition last heard from each source that reported lagging (for alignment)."""
+        return [s.forwarded_ms for s in self._sources if s.reported and not s.caught_up]
+
     def release(self) -> list[T]:
         """Pop every buffered item that no source can still precede, in key order."""
         safe = self.safe_until_ms()

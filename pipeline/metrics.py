@@ -5,7 +5,9 @@ Names follow Prometheus conventions; the Grafana dashboard in `deploy/grafana` r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -29,7 +31,8 @@ DROPPED = Counter(
     "riskstream_worker_records_dropped_total",
     "Records a stage did not handle on delivery: redelivered (handled already), skipped (records before it "
     "were skipped: re-read after a seek), unassigned (another worker owns the partition), unprimed (the "
-    "partition's committed offset could not be read yet: re-read later)",
+    "partition's committed offset could not be read yet: re-read later), stalled (records left but none "
+    "delivered for a while: sought back)",
     ["stage", "reason"],
 )
 BATCH_SIZE = Histogram(
@@ -66,12 +69,30 @@ def set_info(gauge: Gauge, version: str) -> None:
     gauge.labels(version).set(1)
 
 
-def observe_lag(consumer: Any, topics: set[str]) -> None:
-    """Lag per assigned partition of `topics` (highwater minus the consumer's position)."""
-    for tp in consumer.assignment():
-        if tp.topic not in topics:
-            continue
-        highwater = consumer.highwater(tp)
-        position = consumer._last_offset.get(tp) if hasattr(consumer, "_last_offset") else None
-        if highwater is not None and position is not None:
-            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(highwater - position - 1, 0))
+PAUSED = Gauge(
+    "riskstream_worker_paused_partitions",
+    "Source partitions (transactions, labels) not read now: ahead of the slowest source in event time, or "
+    "waiting for the stages behind them (pipeline.alignment)",
+)
+HELD = Gauge("riskstream_worker_held_items", "Items the event-time merges and the join hold")
+INTERNAL_LAG = Gauge(
+    "riskstream_worker_internal_lag_records", "Internal-topic records this worker's stages have still to handle"
+)
+SLOWEST_LAG = Gauge(
+    "riskstream_worker_slowest_source_lag_seconds",
+    "Wall clock minus the newest event time forwarded by the slowest lagging source (0 when none lags)",
+)
+
+
+def observe_flow(*, paused: int, held: int, internal_lag: int, slowest_ms: int | None) -> None:
+    PAUSED.set(paused)
+    HELD.set(held)
+    INTERNAL_LAG.set(internal_lag)
+    SLOWEST_LAG.set(0 if slowest_ms is None else max(time.time() - slowest_ms / 1000, 0))
+
+
+def observe_lag(lags: Iterable[tuple[str, int, int]]) -> None:
+    """Records behind the end of each assigned partition: (topic, partition, lag)."""
+    CONSUMER_LAG.clear()
+    for topic, partition, lag in lags:
+        CONSUMER_LAG.labels(topic, str(partition)).set(lag)

@@ -28,6 +28,7 @@ from typing import Protocol
 
 from faust.types import TP
 
+from pipeline.alignment import SourcePosition
 from pipeline.merge import NOTHING_MS
 from pipeline.wire import RawRecord
 
@@ -90,6 +91,26 @@ class SourceProgress:
                 handled = max(handled, pending.offsets.get(s, -1))
                 forwarded = max(forwarded, pending.forwarded_ms.get(s, NOTHING_MS))
             out.append((s, forwarded, await self._caught_up(s, handled if handled >= 0 else None)))
+        return out
+
+    def positions(self, sources: Iterable[int]) -> dict[int, SourcePosition]:
+        """Each source's newest forwarded event time and whether it still has records to handle, for
+        alignment (`pipeline.alignment`). From what is known now, without asking the broker: a source with
+        nothing handled yet lags unless the heartbeat found its commit at the log end."""
+        out: dict[int, SourcePosition] = {}
+        for s in sources:
+            try:
+                highwater = self._offsets.highwater(self._source_tp(s))
+            except AssertionError:  # not assigned (any more, or not yet)
+                continue
+            handled = self._handled.get(s)
+            if highwater is None or highwater == 0:
+                lagging = False
+            elif handled is None:
+                lagging = self._settled.get(s) != highwater
+            else:
+                lagging = handled + 1 < highwater
+            out[s] = SourcePosition(self._forwarded_ms.get(s, NOTHING_MS), lagging)
         return out
 
     def note(self, progress: BatchProgress) -> None:

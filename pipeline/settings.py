@@ -70,6 +70,15 @@ class WorkerSettings(BaseModel):
     #: How long the join waits for a transaction's last partial before giving up on it (logged as an
     #: error). Generous: on a backlog the event-time merge legitimately holds entity partials for a while.
     join_timeout_seconds: float = Field(600.0, gt=0)
+    #: Event-time alignment (pipeline.alignment): how far a source may run ahead of the slowest lagging one.
+    #: Too small caps a replay at this much event time per progress round trip; too large holds more in
+    #: memory. Six hours suits histories of up to a few thousand transactions per hour; `max_held_items`
+    #: bounds memory for denser ones.
+    max_drift_seconds: float = Field(6 * 3600.0, gt=0)
+    #: Internal-topic records this worker's stages may have left to handle before it stops reading input.
+    max_internal_lag_records: int = Field(64, ge=1)
+    #: Items held by the merges and the join above which only the slowest sources are read.
+    max_held_items: int = Field(100_000, ge=1)
     #: Consumer-group session timeout: how long a dead worker keeps its partitions.
     session_timeout_seconds: float = Field(10.0, ge=6, le=300)
     dedup_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
