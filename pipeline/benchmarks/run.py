@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.benchmarks import latency, offline, throughput
+from pipeline.benchmarks import backlog, latency, offline, throughput
 from pipeline.benchmarks.common import Figure, free_port
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
@@ -26,7 +26,10 @@ class BenchConfig:
     reps: int = 3
     rates: tuple[float, ...] = (100, 500, 2000)
     seconds: float = 20.0
-    sections: tuple[str, ...] = ("training", "throughput", "latency", "state", "reasons")
+    sections: tuple[str, ...] = ("training", "throughput", "backlog", "latency", "state", "reasons")
+    #: The realistic backlog (issue: runtime v2): months of history with late labels, one worker.
+    backlog_transactions: int = 700_000
+    backlog_days: int = 75
     #: One more throughput run with py-spy on the worker (needs py-spy, a dev dependency).
     profile: bool = False
 
@@ -88,6 +91,17 @@ def run(config: BenchConfig, log: Any = print) -> dict[str, Any]:
                 "one_worker_vs_naive": _ratio(one, naive),
                 "two_vs_one": _ratio(two, one),
             }
+        if "backlog" in config.sections:
+            log(f"backlog: {config.backlog_transactions:,} transactions over {config.backlog_days} days, one worker…")
+            result = backlog.run_backlog(
+                local.bootstrap,
+                root,
+                models,
+                transactions=config.backlog_transactions,
+                days=config.backlog_days,
+                log=log,
+            )
+            results["backlog"] = result.as_dict()
         if "latency" in config.sections:
             log(f"latency: open loop at {config.rates} req/s, {config.seconds:.0f} s each…")
             results["latency"] = latency.run(local.bootstrap, root, models, list(config.rates), config.seconds, records)
@@ -115,6 +129,20 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", "| throughput ratio | value |", "|---|---:|"]
         for k, v in results["throughput_ratios"].items():
             lines.append(f"| {k} | {v:.3f} |")
+    if "backlog" in results:
+        b = results["backlog"]
+        lines += [
+            "",
+            f"Backlog: {b['transactions']:,} transactions and {b['labels']:,} labels over {b['days']} days on "
+            f"{b['partitions']} partitions, one worker started after them (goals: first verdict <= 10 s, a verdict "
+            "every second, peak RSS <= 1 GB, >= 2,500 tx/s, every verdict's features = the offline reference)",
+            "",
+            "| first verdict | longest gap | tx/s first to last | peak RSS | worker CPU per tx | feature mismatches |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {b['first_verdict_s']:.1f} s | {b['longest_gap_s']:.1f} s | {b['first_to_last_tx_s']:,.0f} | "
+            f"{b['peak_rss_mb']:,.0f} MB | {b['cpu_ms_per_tx']:.2f} ms | {b['feature_mismatches']} of "
+            f"{b['transactions'] - b['missing']:,} ({b['missing']} missing) |",
+        ]
     if "reason_cost_ratio" in results:
         lines += ["", f"Verdict throughput with reasons / without: {results['reason_cost_ratio']:.3f}"]
     for name, rows in results.get("latency", {}).items():

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         config = BenchConfig(reps=reps)
         if quick:
             config = BenchConfig(transactions=8_000, naive_transactions=2_000, train_transactions=50_000, reps=1,
-                                 rates=(50, 200), seconds=5)  # fmt: skip
+                                 rates=(50, 200), seconds=5, backlog_transactions=20_000, backlog_days=20)  # fmt: skip
         if section:
             config.sections = tuple(section)
         config.profile = profile

@@ -1,0 +1,44 @@
+"""A realistic backlog (months of history with late labels, 8 partitions, produced before the worker starts)
+flows through one worker with every verdict's features equal to the offline reference, also when the
+worker is SIGKILLed twice on the way. Speed, stalls and memory are `make bench` figures, not asserted here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.benchmarks.backlog import run_backlog
+
+pytestmark = pytest.mark.integration
+
+SHORT = {"transactions": 100_000, "days": 60}
+SOAK = {"transactions": 700_000, "days": 75}
+
+
+@pytest.mark.parametrize(
+    ("size", "kill_at"),
+    [
+        pytest.param(SHORT, (), id="short"),
+        pytest.param(SOAK, (), id="soak", marks=pytest.mark.soak),
+        pytest.param(SOAK, (0.3, 0.6), id="soak-killed-twice", marks=pytest.mark.soak),
+    ],
+)
+def test_a_months_long_backlog_gives_every_verdict_the_offline_features(
+    kafka_broker: Any, trained_models_dir: Path, tmp_path: Path, size: dict[str, int], kill_at: tuple[float, ...]
+) -> None:
+    result = run_backlog(
+        kafka_broker.bootstrap,
+        tmp_path,
+        trained_models_dir,
+        transactions=size["transactions"],
+        days=size["days"],
+        kill_at=kill_at,
+        timeout_s=3600,
+        log=lambda *_: None,
+    )
+    assert result.labels > 0 and result.kills == len(kill_at)
+    assert result.missing == 0, result
+    assert result.feature_mismatches == 0, result.mismatch_examples
