@@ -316,6 +316,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         lag = sum(n for topic, _, n in input_lags() if topic in internal_topics)
         pause = alignment.sources_to_pause(own, slowest, internal_lag=lag, held=held, limits=limits)
         want = {source_tp(s) for s in pause}
+        progress.paused = pause
         faust_internals.hold(app, want)  # again each time: Faust resumes partitions after a rebalance
         faust_internals.release(app, (holding - want) & assigned)  # a revoked one is its next owner's
         holding = want

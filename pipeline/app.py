@@ -32,13 +32,9 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         # Latency: the synchronous path pays every hop, so do not wait to fill producer batches, and let
         # consumers return as soon as there is data.
         "producer_linger": 0.0,
-        # Flow control (pipeline.alignment) stops reading a partition only for fetches not yet handed over:
-        # what is prefetched still flows. Small fetches and buffers keep that overshoot to a few batches
-        # (4 MB fetches and 8,192-record buffers let the card stage run 60,000 transactions past a pause).
-        "consumer_max_fetch_size": 256 * 1024,
-        "broker_max_poll_records": 1000,
+        "consumer_max_fetch_size": 4 * 1024 * 1024,
         "broker_commit_interval": 1.0,
-        "stream_buffer_maxsize": 2048,
+        "stream_buffer_maxsize": 8192,
         "table_standby_replicas": 0,
         # A crashed worker's partitions move after this, not after Kafka's 45 s default.
         "broker_session_timeout": worker.session_timeout_seconds,

@@ -116,3 +116,13 @@ def test_a_source_s_next_markers_also_go_where_it_last_said_it_lags() -> None:
     assert progress.held_by([0]) == set(range(8))
     progress.forget(0)
     assert progress.held_by([0]) == set()
+
+
+async def test_a_paused_source_is_never_caught_up_its_log_end_is_stale() -> None:
+    """Flow control stops fetching a paused partition, so its highwater stops moving: handled up to it
+    must not promise the merge that nothing else was produced since."""
+    progress = progress_of(FakeOffsets(highwaters={0: 10}))
+    progress.note(SourceProgress.of_batch(records(0, 9), {0: 1_000}, first_source=0))
+    assert await progress.markers([0]) == [(0, 1_000, True)]
+    progress.paused = {0}
+    assert await progress.markers([0]) == [(0, 1_000, False)]
