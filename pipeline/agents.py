@@ -307,7 +307,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
 
         Called after every batch of every stage and by the heartbeat: cheap (sources x merges)."""
         nonlocal holding
-        if app.rebalancing or app.in_recovery:  # Faust pauses and resumes everything itself then
+        if not worker.flow_control or app.rebalancing or app.in_recovery:  # Faust pauses everything itself then
             return
         assigned = positions.assignment()
         own = progress.positions(source_topics[tp.topic] + tp.partition for tp in assigned if tp.topic in source_topics)
