@@ -290,10 +290,10 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     holding: set[TP] = set()
     flow: dict[str, int | None] = {"held": 0, "lag": 0, "slowest": None}
 
-    def input_lags() -> list[tuple[str, int, int]]:
+    def input_lags(assigned: set[TP]) -> list[tuple[str, int, int]]:
         """(topic, partition, records behind the end) for every assigned input partition that has started."""
         out = []
-        for tp in positions.assignment():
+        for tp in assigned:
             guarded_in = guarded.get(tp.topic)
             if guarded_in is None:
                 continue
@@ -313,7 +313,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         own = progress.positions(source_topics[tp.topic] + tp.partition for tp in assigned if tp.topic in source_topics)
         slowest = alignment.slowest_ms(own, (ms for m in mergers.values() for ms in m.lagging_positions()))
         held = len(joiner) + sum(len(m) for m in mergers.values())
-        lag = sum(n for topic, _, n in input_lags() if topic in internal_topics)
+        lag = sum(n for topic, _, n in input_lags(assigned) if topic in internal_topics)
         pause = alignment.sources_to_pause(own, slowest, internal_lag=lag, held=held, limits=limits)
         want = {source_tp(s) for s in pause}
         progress.paused = pause
@@ -477,7 +477,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        metrics.observe_lag(input_lags())
+        metrics.observe_lag(input_lags(positions.assignment()))
         if holder.model is not None:
             metrics.set_info(metrics.MODEL_INFO, holder.model.version)
         if rules_watcher.rules is not None:
