@@ -155,6 +155,17 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
 
     progress = SourceProgress(source_tp, positions)
 
+    def own_sources(extra: Sequence[int] = ()) -> list[int]:
+        """The merge sources this worker reads now (and `extra`). A batch's record carries all their markers:
+        a caught-up claim vouches only for items sent before it (pipeline.merge), so without them a batch's
+        items would wait for the next heartbeat."""
+        assigned = {
+            tp.partition if tp.topic == kafka.transactions_topic else partitions + tp.partition
+            for tp in positions.assignment()
+            if tp.topic in (kafka.transactions_topic, kafka.labels_topic)
+        }
+        return sorted(assigned.union(extra))
+
     def entity_sends(
         items: Sequence[tuple[bytes, bytes]], markers: list[tuple[int, int, bool]], *, every_partition: bool = False
     ) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
@@ -212,7 +223,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             result = stages.process_card_batch(records, card_table.data.get)
             sends = dead_letter_sends(result.dead_letters, kafka.transactions_topic)
             batch_progress = SourceProgress.of_batch(records, result.forwarded_ms, first_source=0)
-            markers = await progress.markers(sorted(batch_progress.offsets), batch_progress)
+            markers = await progress.markers(own_sources(batch_progress.offsets), batch_progress)
             sends.extend(entity_sends(result.entity_records, markers))
             sends.extend(partial_sends(result.partials))
             await send_all(sends, queued=functools.partial(progress.note, batch_progress))
@@ -240,7 +251,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             result = stages.process_label_batch(records, first_source=partitions)
             sends = dead_letter_sends(result.dead_letters, kafka.labels_topic)
             batch_progress = SourceProgress.of_batch(records, result.forwarded_ms, first_source=partitions)
-            markers = await progress.markers(sorted(batch_progress.offsets), batch_progress)
+            markers = await progress.markers(own_sources(batch_progress.offsets), batch_progress)
             sends.extend(entity_sends(result.entity_records, markers))
             await send_all(sends, queued=functools.partial(progress.note, batch_progress))
             metrics.RECORDS.labels("label").inc(len(records))
@@ -254,13 +265,9 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     @app.timer(HEARTBEAT_SECONDS)
     async def card_heartbeat() -> None:
         """Tell entity partitions how far each source is, so an idle source never holds the merge."""
-        assigned = [
-            tp.partition if tp.topic == kafka.transactions_topic else partitions + tp.partition
-            for tp in app.consumer.assignment()
-            if tp.topic in (kafka.transactions_topic, kafka.labels_topic)
-        ]
+        assigned = own_sources()
         if assigned:
-            await send_all(entity_sends([], await progress.markers(sorted(assigned)), every_partition=True))
+            await send_all(entity_sends([], await progress.markers(assigned), every_partition=True))
         regulate()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
@@ -337,6 +344,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             for event in events:
                 message = event.message
                 items, markers = wire.decode_entity_batch(message.value)
+                sent_ms = int((message.timestamp or 0) * 1000)  # set by the sending worker's producer
                 faust_internals.drop_payload(event)
                 entity_acks.track(message.partition, message.offset, event, len(items))
                 merger = mergers.get(message.partition)
@@ -355,9 +363,9 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                         it.get("r") or {},
                         (label[0], label[1]) if label else None,
                     )
-                    merger.add(it["s"], (it["t"], it["id"]), (entity_item, event))
+                    merger.add(it["s"], (it["t"], it["id"]), (entity_item, event), sent_ms)
                 for source, forwarded, is_caught_up in markers:
-                    merger.mark(source, forwarded, is_caught_up, now_ms=now_ms)
+                    merger.mark(source, forwarded, is_caught_up, now_ms=now_ms, sent_ms=sent_ms)
             released = [pair for p in sorted(touched) for pair in mergers[p].release()]
             if released:
                 result = stages.process_entity_items((item for item, _ in released), entity_table.data.get)

@@ -38,6 +38,32 @@ def test_lagging_source_blocks_keys_at_or_after_its_progress() -> None:
     assert merger.release() == ["c"]
 
 
+def test_a_caught_up_claim_vouches_only_for_items_sent_before_it() -> None:
+    """The crash test's failure: a restarted worker re-reads its predecessor's "caught up" markers while the
+    source now has a backlog; the new owner's newer items of another source must wait for a fresh marker."""
+    merger: EventTimeMerger[str] = EventTimeMerger(sources=2)
+    merger.mark(0, 1_000, caught_up=True, sent_ms=10)  # before the crash: both sources done with their backlog
+    merger.mark(1, 1_000, caught_up=True, sent_ms=10)
+    merger.add(0, (5_000, "newer"), "newer", sent_ms=50)  # after the restart, source 0 forwards its backlog
+    merger.mark(0, 5_000, caught_up=True, sent_ms=50)
+    assert merger.release() == []  # source 1 was caught up at 10, not at 50: it may have older records now
+    merger.add(1, (2_000, "older"), "older", sent_ms=60)
+    merger.mark(1, 2_000, caught_up=False, sent_ms=60)
+    assert merger.release() == []  # source 1 lags at 2,000: it may still send another record at 2,000
+    merger.mark(1, 3_000, caught_up=True, sent_ms=70)
+    assert merger.release() == ["older", "newer"]
+
+
+def test_items_sent_before_a_claim_are_released_on_it() -> None:
+    merger: EventTimeMerger[str] = EventTimeMerger(sources=2)
+    merger.add(0, (100, "a"), "a", sent_ms=5)
+    merger.mark(0, 100, caught_up=True, sent_ms=5)
+    merger.mark(1, 50, caught_up=True, sent_ms=4)
+    assert merger.release() == []  # source 1's claim (4) is older than the item (5)
+    merger.mark(1, 50, caught_up=True, sent_ms=6)
+    assert merger.release() == ["a"]
+
+
 def test_allowed_lateness_holds_records_back_by_that_much() -> None:
     merger: EventTimeMerger[str] = EventTimeMerger(sources=1, allowed_lateness_ms=50)
     merger.mark(0, 0, caught_up=False)
