@@ -13,7 +13,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,7 +155,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
 
     progress = SourceProgress(source_tp, positions)
 
-    def own_sources(extra: Sequence[int] = ()) -> list[int]:
+    def own_sources(extra: Iterable[int] = ()) -> list[int]:
         """The merge sources this worker reads now (and `extra`). A batch's record carries all their markers:
         a caught-up claim vouches only for items sent before it (pipeline.merge), so without them a batch's
         items would wait for the next heartbeat."""
