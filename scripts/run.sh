@@ -74,7 +74,7 @@ cat <<EOT
 EOT
 
 say "scoring a few demo transactions through the gateway"
-.venv/bin/python -m pipeline.demo --url "http://127.0.0.1:$PORT" --api-key "$API_KEY" || true
+.venv/bin/python examples/demo.py --url "http://127.0.0.1:$PORT" --api-key "$API_KEY" || true
 say "following verdicts (Ctrl-C to stop)"
 $RS tail &
 pids+=($!)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from pipeline.benchmarks.common import Figure
+from bench.common import Figure
 
 
 def training(models_dir: Path, transactions: int, reps: int = 1) -> tuple[list[Figure], Any]:
@@ -63,7 +63,7 @@ def reason_cost(models_dir: Path, matrix: np.ndarray, batch: int = 500, reps: in
     from pipeline.verdicts import build_verdicts
 
     model = load_model(models_dir)
-    rules = load_rules(Path(__file__).resolve().parents[2] / "rules")
+    rules = load_rules(Path(__file__).resolve().parents[1] / "rules")
     raw = orjson.dumps(
         {
             "transaction_id": "t",

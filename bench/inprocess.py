@@ -1,6 +1,6 @@
 """Latency baseline: scoring inside the HTTP process — FastAPI, the same features, model and rules, no Kafka.
 
-Run as `python -m pipeline.benchmarks.inprocess --port P`. State lives in this one process (exact only
+Run as `python -m bench.inprocess --port P`. State lives in this one process (exact only
 because there is one), so this is the floor a design without a stream could reach on this machine; the
 gateway + pipeline figures say what durability, scale-out and exactness across workers cost on top of it.
 """
