@@ -16,8 +16,8 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from pipeline import features as F
-from pipeline.models import load_model
 from pipeline.records import RecordError, parse_transaction
+from pipeline.registry import load_model
 from pipeline.rules import load_rules
 from pipeline.settings import get_settings
 from pipeline.stages import Joined

@@ -57,7 +57,7 @@ def state_sizes(records: list[dict[str, Any]]) -> list[Figure]:
 
 def reason_cost(models_dir: Path, matrix: np.ndarray, batch: int = 500, reps: int = 3) -> list[Figure]:
     """Verdicts per second from joined vectors to encoded verdicts, with and without reason codes."""
-    from pipeline.models import load_model
+    from pipeline.registry import load_model
     from pipeline.rules import load_rules
     from pipeline.stages import Joined
     from pipeline.verdicts import build_verdicts

@@ -36,7 +36,7 @@ fi
 $RS topics
 $RS db upgrade
 # A model built for other feature code would be refused by the worker: train one the worker can serve.
-if ! .venv/bin/python -c 'from pipeline.models import load_model; from pipeline.settings import get_settings
+if ! .venv/bin/python -c 'from pipeline.registry import load_model; from pipeline.settings import get_settings
 load_model(get_settings().model.dir)' >/dev/null 2>&1; then
   say "no model for this feature code yet: training one (make train)"
   $RS train
