@@ -29,7 +29,8 @@ def training(models_dir: Path, transactions: int, reps: int = 1) -> tuple[list[F
 
 def state_sizes(records: list[dict[str, Any]]) -> list[Figure]:
     """Serialized state bytes per active card (both stages) / device / IP / merchant after replaying `records`."""
-    from pipeline.features.definitions import CardState, EntityState, card_step, entity_keys, entity_step
+    from pipeline.features.definitions import card_step, entity_keys, entity_step
+    from pipeline.features.keystate import CardState, EntityState
     from pipeline.records import Transaction
 
     cards: dict[str, CardState] = {}

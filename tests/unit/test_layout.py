@@ -1,5 +1,5 @@
-"""Package layout: the runtime (`pipeline/`) imports none of the packages around it, and the `riskstream`
-command still offers theirs through its entry points.
+"""Package layout: the runtime (`pipeline/`) imports none of the packages around it, the `riskstream`
+command still offers theirs through its entry points, and no two `pipeline` modules import each other.
 
 Imports are read from the source with `ast`, so a lazy import inside a function counts as much as one at the
 top of a module.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from importlib.metadata import distribution
 from pathlib import Path
 from typing import Any
@@ -126,3 +126,101 @@ def test_the_cli_offers_every_command_and_takes_the_others_from_their_own_packag
 def test_a_plugged_in_command_keeps_its_options(command: str, options: set[str]) -> None:
     params = get_command(app).commands[command].params
     assert options <= {opt for param in params for opt in param.opts}
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def runtime_imports(path: Path, root: Path = ROOT) -> set[str]:
+    """Modules (and `from` names, which may be submodules) a file imports when it runs: at module level and
+    inside functions, since a lazy import is still a dependency and the usual way to hide a cycle; not
+    those under `if TYPE_CHECKING:`, which never run."""
+    module = _module_name(path, root)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(nodes: Iterable[ast.AST]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If) and _is_type_checking(node.test):
+                visit(node.orelse)
+                continue
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join([*parts[: len(parts) - node.level + 1], *([node.module] if node.module else [])])
+                else:
+                    base = node.module or ""
+                found.add(base)
+                found.update(f"{base}.{alias.name}" for alias in node.names)
+            visit(ast.iter_child_nodes(node))
+
+    visit(ast.parse(path.read_text(), filename=str(path)).body)
+    found.discard(module)
+    return found
+
+
+def import_graph(package_dir: Path, root: Path = ROOT) -> dict[str, set[str]]:
+    """Module -> the modules of the same package tree it imports at run time. Importing `a.b.c` also runs
+    `a/__init__.py` and `a/b/__init__.py`; those implicit edges are left out, or every package would be a cycle."""
+    files = {_module_name(path, root): path for path in package_dir.rglob("*.py")}
+    return {name: runtime_imports(path, root) & files.keys() for name, path in files.items()}
+
+
+def import_cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
+    """Every group of modules that reach each other through imports (strongly connected, Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = [stack.pop()]
+            while group[-1] != node:
+                group.append(stack.pop())
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return sorted(cycles)
+
+
+def test_the_cycle_finder_counts_lazy_imports_and_not_type_checking_ones(tmp_path: Path) -> None:
+    files = {
+        "pkg/__init__.py": "from pkg.a import A\n",
+        "pkg/a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.b import B\nA = 1\n",
+        "pkg/b.py": "def f() -> None:\n    from pkg import a\n",
+        "pkg/c.py": "from . import d\n",
+        "pkg/d.py": "def g() -> None:\n    import pkg.c\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    graph = import_graph(tmp_path / "pkg", tmp_path)
+    assert graph["pkg.a"] == set() and graph["pkg.b"] == {"pkg", "pkg.a"}
+    assert import_cycles(graph) == [["pkg.c", "pkg.d"]]
+
+
+def test_no_pipeline_modules_import_each_other() -> None:
+    cycles = import_cycles(import_graph(ROOT / "pipeline"))
+    assert not cycles, "import cycles among pipeline modules:\n" + "\n".join(" <-> ".join(c) for c in cycles)
