@@ -2,14 +2,14 @@
 
 The runtime's own commands are registered here. Commands of the packages around it (the gateway in `api`,
 `generate` and `train` in `training`, `bench`) plug in through the `riskstream.commands` entry points of the
-installed distribution (pyproject.toml), so the runtime never imports them. A command that fails to load is
-reported on stderr and left out: `riskstream worker` keeps working when, say, the gateway's code is broken.
+installed distribution (pyproject.toml), so the runtime never imports them.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 
 import typer
@@ -45,14 +45,19 @@ def command_entry_points() -> list[EntryPoint]:
     return [found[name] for name in sorted(found)]
 
 
+def plug_in(target: typer.Typer, found: Iterable[EntryPoint]) -> None:
+    """Register each plugged-in command; one that fails to load is reported on stderr and left out, so a
+    broken plug-in cannot take the runtime's own commands down with it."""
+    for ep in found:
+        try:
+            ep.load()(target)
+        except Exception as e:
+            print(f"riskstream: command {ep.name!r} ({ep.value}) not loaded: {type(e).__name__}: {e}", file=sys.stderr)
+
+
 for _name in _COMMAND_MODULES:
     importlib.import_module(_name).register(app)
-
-for _ep in command_entry_points():
-    try:
-        _ep.load()(app)
-    except Exception as _e:  # a broken plug-in must not take the runtime's commands down with it
-        print(f"riskstream: command {_ep.name!r} ({_ep.value}) not loaded: {type(_e).__name__}: {_e}", file=sys.stderr)
+plug_in(app, command_entry_points())
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
-from importlib.metadata import distribution
+from importlib.metadata import EntryPoint, distribution
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 import typer
 from typer.main import get_command
 
-from pipeline.cli import COMMAND_GROUP, app, command_entry_points
+from pipeline.cli import COMMAND_GROUP, app, command_entry_points, plug_in
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Packages beside the runtime that depend on it, never the other way round.
@@ -112,6 +112,23 @@ def test_the_cli_offers_every_command_and_takes_the_others_from_their_own_packag
 
     owners = {name: owner(command) for name, command in commands.items()}
     assert {name: owner for name, owner in owners.items() if owner != "pipeline"} == PLUGGED_IN
+
+
+def test_a_plug_in_that_fails_to_load_is_reported_and_the_others_still_register(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    target = typer.Typer()
+    plug_in(
+        target,
+        [
+            EntryPoint("broken", "pipeline.no_such_module:register", COMMAND_GROUP),
+            EntryPoint("db", "pipeline.commands.db:register", COMMAND_GROUP),
+        ],
+    )
+    target.command("placeholder")(lambda: None)
+    assert "db" in get_command(target).commands
+    err = capsys.readouterr().err
+    assert "command 'broken' (pipeline.no_such_module:register) not loaded: ModuleNotFoundError" in err
 
 
 @pytest.mark.parametrize(
