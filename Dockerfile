@@ -8,6 +8,8 @@ COPY pyproject.toml README.md ./
 COPY pipeline ./pipeline
 COPY api ./api
 COPY training ./training
+# the `riskstream bench` command (its results folder is left out by .dockerignore)
+COPY bench ./bench
 RUN pip install --upgrade pip && pip install .
 
 FROM python:3.11-slim-bookworm

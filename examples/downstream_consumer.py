@@ -50,11 +50,14 @@ def main() -> None:
             message = consumer.poll(0.5)
             if message is None:
                 continue
-            if message.error():
-                if message.error().code() != KafkaError._PARTITION_EOF:
-                    print(f"consumer error: {message.error()}")
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    print(f"consumer error: {error}")
                 continue
-            handle(json.loads(message.value()), seen)
+            value = message.value()
+            if value is not None:  # every verdict has a value; a tombstone would have nothing to handle
+                handle(json.loads(value), seen)
             consumer.commit(message=message, asynchronous=False)
     finally:
         consumer.close()

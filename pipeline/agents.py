@@ -27,8 +27,8 @@ from pipeline.acks import OrderedAcks
 from pipeline.admission import RESEEK_SECONDS, FaustPositions, GuardedTopic
 from pipeline.kafka.admin import CARD_TABLE, ENTITY_TABLE
 from pipeline.merge import EventTimeMerger
-from pipeline.models import LoadedModel
 from pipeline.progress import SourceProgress
+from pipeline.registry import LoadedModel
 from pipeline.rules import RulesWatcher
 from pipeline.scoring import ModelHolder
 from pipeline.settings import Settings

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipeline.models import LoadedModel, ModelError, current_version, load_model
+from pipeline.registry import LoadedModel, ModelError, current_version, load_model
 
 log = logging.getLogger("riskstream.scoring")
 

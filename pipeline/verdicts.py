@@ -17,8 +17,8 @@ import numpy as np
 import orjson
 
 from pipeline.features import FEATURE_NAMES
-from pipeline.models import LoadedModel
 from pipeline.reasons import model_reasons
+from pipeline.registry import LoadedModel
 from pipeline.rules import RuleSet, decide
 from pipeline.stages import Joined
 from pipeline.wire import EMIT_FEATURES_HEADER

@@ -36,7 +36,7 @@ fi
 $RS topics
 $RS db upgrade
 # A model built for other feature code would be refused by the worker: train one the worker can serve.
-if ! .venv/bin/python -c 'from pipeline.models import load_model; from pipeline.settings import get_settings
+if ! .venv/bin/python -c 'from pipeline.registry import load_model; from pipeline.settings import get_settings
 load_model(get_settings().model.dir)' >/dev/null 2>&1; then
   say "no model for this feature code yet: training one (make train)"
   $RS train
@@ -74,7 +74,7 @@ cat <<EOT
 EOT
 
 say "scoring a few demo transactions through the gateway"
-.venv/bin/python -m pipeline.demo --url "http://127.0.0.1:$PORT" --api-key "$API_KEY" || true
+.venv/bin/python examples/demo.py --url "http://127.0.0.1:$PORT" --api-key "$API_KEY" || true
 say "following verdicts (Ctrl-C to stop)"
 $RS tail &
 pids+=($!)

@@ -25,9 +25,6 @@ from pipeline.features.definitions import (
     ENTITY_GROUPS,
     GROUP_SIZES,
     TX_FEATURES,
-    CardState,
-    EntityKind,
-    EntityState,
     apply_label,
     card_step,
     entity_keys,
@@ -35,6 +32,7 @@ from pipeline.features.definitions import (
     label_entities,
     transaction_features,
 )
+from pipeline.features.keystate import CardState, EntityKind, EntityState
 from pipeline.features.offline import LABEL_SORT, LabelEvent, TxRow
 from pipeline.io import REQUIRED_FIELDS, read_transactions_file
 

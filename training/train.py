@@ -104,7 +104,7 @@ def _data_source(config: TrainConfig) -> str:
 
 def train(config: TrainConfig, progress: Any = None) -> TrainResult:
     from pipeline.features import FEATURE_CODE_VERSION, FEATURE_NAMES
-    from pipeline.models import ModelMetadata, activate, write_model
+    from pipeline.registry import ModelMetadata, activate, write_model
     from training.dataset import build_dataset, load_or_generate
 
     timings: dict[str, float] = {}

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from pipeline.models import current_version, list_models
+        from pipeline.registry import current_version, list_models
 
         root = _dir(models_dir)
         current = current_version(root)
@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         models_dir: Annotated[Path | None, typer.Option()] = None,
     ) -> None:
         """Make VERSION the serving model; running workers switch to it within seconds."""
-        from pipeline.models import ModelError, activate, check_compatible, read_metadata
+        from pipeline.registry import ModelError, activate, check_compatible, read_metadata
 
         root = _dir(models_dir)
         try:

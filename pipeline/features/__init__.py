@@ -16,9 +16,6 @@ from pipeline.features.definitions import (
     IP_FEATURES,
     MERCHANT_FEATURES,
     TX_FEATURES,
-    CardState,
-    EntityKind,
-    EntityState,
     TxLike,
     apply_label,
     assemble_vector,
@@ -30,6 +27,7 @@ from pipeline.features.definitions import (
     label_visible_at_ms,
     transaction_features,
 )
+from pipeline.features.keystate import CardState, EntityKind, EntityState
 from pipeline.features.offline import FeatureTable, LabelEvent, TxRow, compute_features, rows_from_frame
 
 #: Bump the manual part on any change of a definition; the hash catches a changed name list.

@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Protocol
 
-from pipeline.features.state import Buckets, CappedSet, FraudMarks, RecentIds, hash32, hash64
+from pipeline.features.keystate import CardState, EntityKind, EntityState
+from pipeline.features.state import hash32, hash64
 from pipeline.features.windows import (
     CARD_WINDOWS,
     DEVICE_WINDOWS,
@@ -28,7 +29,6 @@ from pipeline.features.windows import (
     WindowSpec,
 )
 
-EntityKind = Literal["device", "ip", "merchant", "card_label"]
 NAN = math.nan
 DEDUP_TTL_SECONDS = 7 * 24 * 3600
 GEO_MIN_HOURS = 60 / 3600  # a 1-minute floor keeps speed finite for near-simultaneous transactions
@@ -213,49 +213,6 @@ def transaction_features(tx: TxLike) -> tuple[float, ...]:
 # --- card --------------------------------------------------------------------------------------------
 
 
-class CardState:
-    """Everything kept per card; ~0.5 KB serialized for a card with a few transactions a day."""
-
-    __slots__ = (
-        "countries",
-        "day",
-        "devices",
-        "hist",
-        "hour",
-        "ids",
-        "last_ms",
-        "loc",
-        "merchants",
-        "minute",
-    )
-
-    def __init__(self) -> None:
-        self.minute = Buckets("minute")
-        self.hour = Buckets("hour")  # flag = card-country mismatches
-        self.day = Buckets("day")
-        self.merchants = CappedSet(16)
-        self.countries = CappedSet(8)
-        self.devices = CappedSet(8)
-        self.ids = RecentIds()
-        self.last_ms: int | None = None
-        self.loc: tuple[int, float, float] | None = None
-        self.hist = [0.0, 0.0, 0.0]  # Welford: count, mean, M2 of amounts over the card's history
-
-    @classmethod
-    def from_bytes(cls, data: bytes | None) -> CardState:
-        from pipeline.features.codec import load_card
-
-        state = cls()
-        if data:
-            load_card(state, data)
-        return state
-
-    def to_bytes(self) -> bytes:
-        from pipeline.features.codec import dump_card
-
-        return dump_card(self)
-
-
 def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
@@ -340,38 +297,6 @@ def card_step(state: CardState, tx: TxLike, dedup_ttl_s: int = DEDUP_TTL_SECONDS
 
 
 # --- device, IP, merchant ----------------------------------------------------------------------------
-
-
-class EntityState:
-    """Per device, IP or merchant: count/amount buckets, distinct cards and BINs, fraud labels (merchant);
-    per card (`card_label`): daily counts and fraud labels only."""
-
-    __slots__ = ("bins", "cards", "day", "frauds", "hour", "kind", "minute")
-
-    def __init__(self, kind: EntityKind) -> None:
-        self.kind: EntityKind = kind
-        self.minute = Buckets("minute")
-        self.hour = Buckets("hour")
-        self.day = Buckets("day")
-        self.cards = CappedSet(64 if kind == "ip" else 32)
-        self.bins = CappedSet(32)
-        self.frauds = FraudMarks()  # merchant, card_label: labelled frauds and when each became visible
-
-    @classmethod
-    def from_bytes(cls, kind: str, data: bytes | None) -> EntityState:
-        from pipeline.features.codec import load_entity
-
-        if kind not in ENTITY_GROUPS:
-            raise ValueError(f"unknown entity kind {kind!r}")
-        state = cls(kind)
-        if data:
-            load_entity(state, data)
-        return state
-
-    def to_bytes(self) -> bytes:
-        from pipeline.features.codec import dump_entity
-
-        return dump_entity(self)
 
 
 def entity_keys(tx: TxLike) -> list[tuple[EntityKind, str]]:

@@ -20,9 +20,6 @@ import numpy.typing as npt
 
 from pipeline.features.definitions import (
     FEATURE_NAMES,
-    CardState,
-    EntityKind,
-    EntityState,
     TxLike,
     apply_label,
     assemble_vector,
@@ -32,6 +29,7 @@ from pipeline.features.definitions import (
     label_entities,
     transaction_features,
 )
+from pipeline.features.keystate import CardState, EntityKind, EntityState
 
 #: Label events sort after transactions at the same millisecond (a prefix of their merge id).
 LABEL_SORT = "\U0010ffff"

@@ -52,6 +52,15 @@ class BrokerStatus:
     data_dir: Path
 
 
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now: a throwaway broker (tests, benchmarks) starts on such ports so
+    it never meets the developer's broker on 9092."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.3)

@@ -21,8 +21,8 @@ import pytest
 
 from api.client import RiskstreamClient
 from pipeline.db.migrate import upgrade_database
-from pipeline.models import activate, current_version, read_metadata
 from pipeline.records import Verdict
+from pipeline.registry import activate, current_version, read_metadata
 from tests.fixtures.kafka import free_port
 from tests.fixtures.processes import PipelineEnv, RoleProcess
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.benchmarks.backlog import run_backlog
+from bench.backlog import run_backlog
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.migrate import upgrade_database
 from pipeline.db.repository import save_labels, save_transactions
 from pipeline.features import LabelEvent, compute_features
-from pipeline.models import current_version, read_metadata
 from pipeline.records import Label, Transaction, epoch_ms
+from pipeline.registry import current_version, read_metadata
 from tests.fixtures.processes import PipelineEnv, RoleProcess, consume_by_key, produce_transactions
 from tests.integration.test_feature_parity import LATENESS_SECONDS, assert_features_equal, shared_entity_stream
 from training.generate import GeneratorConfig, generate

@@ -38,11 +38,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-unt
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 from sqlalchemy import Engine, create_engine, text
 
-from pipeline.benchmarks.common import free_port
 from pipeline.db.migrate import upgrade_database
 from pipeline.features import FEATURE_NAMES, compute_features
 from pipeline.io import iter_wire_transactions
-from pipeline.kafka.local import LocalKafka
+from pipeline.kafka.local import LocalKafka, free_port
 from pipeline.records import Transaction, Verdict
 from pipeline.settings import LocalKafkaSettings
 from tests.fixtures.kafka import Broker

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.features import FEATURE_CODE_VERSION, FEATURE_NAMES, compute_features, rows_from_frame
-from pipeline.models import current_version, load_model, read_metadata
+from pipeline.registry import current_version, load_model, read_metadata
 from training.dataset import build_dataset, label_events
 from training.generate import GeneratorConfig, generate
 
@@ -88,7 +88,7 @@ def test_a_missing_label_column_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_model_for_other_features_is_refused(tmp_path: Path, trained_models_dir: Path, bad: str) -> None:
     import shutil
 
-    from pipeline.models import ModelError, activate
+    from pipeline.registry import ModelError, activate
 
     models = tmp_path / "models"
     shutil.copytree(trained_models_dir, models, symlinks=True)

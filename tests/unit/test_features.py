@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.features import FEATURE_NAMES, compute_features
-from pipeline.features.definitions import CardState, EntityState, card_step, entity_step, transaction_features
+from pipeline.features.definitions import card_step, entity_step, transaction_features
+from pipeline.features.keystate import CardState, EntityState
 from pipeline.features.state import Buckets
 from pipeline.features.windows import WindowSpec
 from pipeline.records import Transaction

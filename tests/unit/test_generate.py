@@ -15,9 +15,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pipeline.commands.generate import register
 from pipeline.io import LABEL_COLUMNS, TRANSACTION_FIELDS, iter_wire_transactions, read_transactions_file
 from pipeline.records import Transaction, parse_transaction
+from training.commands.generate import register
 from training.generate import DEFAULT_END, FRAUD_SCENARIOS, SCENARIOS, GeneratorConfig, generate
 from training.populations import EUR_FX, haversine_km
 

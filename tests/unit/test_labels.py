@@ -11,8 +11,8 @@ import pytest
 
 from pipeline import stages, wire
 from pipeline.features import FEATURE_NAMES, LabelEvent, compute_features
-from pipeline.features.codec import dump_entity
-from pipeline.features.definitions import LABEL_VISIBLE_AFTER_SECONDS, EntityState, apply_label, entity_features
+from pipeline.features.definitions import LABEL_VISIBLE_AFTER_SECONDS, apply_label, entity_features
+from pipeline.features.keystate import EntityState, dump_entity
 from pipeline.features.offline import LABEL_SORT
 from pipeline.features.state import Buckets, FraudMarks
 from pipeline.records import Transaction

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pipeline.benchmarks import loadgen
+from bench import loadgen
 
 
 async def serve(delay_s: float, *, close: bool = False) -> tuple[asyncio.Server, int, list[int]]:

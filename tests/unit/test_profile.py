@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.benchmarks.profile import render, summarize
+from bench.profile import render, summarize
 
 RAW = """\
 thread (4041): MainThread;<module> (pipeline/cli.py);build_topology.<locals>.card_stage (pipeline/agents.py);\

@@ -20,8 +20,9 @@ import httpx
 import numpy as np
 import orjson
 
-from pipeline.benchmarks import loadgen
-from pipeline.benchmarks.common import BenchEnv, Role, free_port, stop_all
+from bench import loadgen
+from bench.common import BenchEnv, Role, stop_all
+from pipeline.kafka.local import free_port
 
 KEY = "bench-key-0123456789abcdef"
 
@@ -97,10 +98,10 @@ async def wait_ready(url: str, timeout_s: float = 90) -> None:
 
 
 BACKENDS: dict[str, list[str]] = {
-    "echo": ["-m", "pipeline.benchmarks.echo"],
+    "echo": ["-m", "bench.echo"],
     "pipeline": ["-m", "pipeline.cli", "worker"],
     # No gateway and no Kafka: the process that answers HTTP scores the transaction itself.
-    "inprocess": ["-m", "pipeline.benchmarks.inprocess"],
+    "inprocess": ["-m", "bench.inprocess"],
 }
 
 

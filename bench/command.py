@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.markdown import Markdown
 
-        from pipeline.benchmarks.run import BenchConfig, markdown, run, write
+        from bench.run import BenchConfig, markdown, run, write
 
         config = BenchConfig(reps=reps)
         if quick:

@@ -1,6 +1,6 @@
 """Latency baseline: a bare Kafka echo — reads transactions and answers each caller at once, no processing.
 
-Run as `python -m pipeline.benchmarks.echo`; the gateway in front of it is the same as for the pipeline, so
+Run as `python -m bench.echo`; the gateway in front of it is the same as for the pipeline, so
 the difference between the two is what features, scoring and the extra hops cost.
 """
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from pipeline.benchmarks.common import Figure
+from bench.common import Figure
 
 
 def training(models_dir: Path, transactions: int, reps: int = 1) -> tuple[list[Figure], Any]:
@@ -29,7 +29,8 @@ def training(models_dir: Path, transactions: int, reps: int = 1) -> tuple[list[F
 
 def state_sizes(records: list[dict[str, Any]]) -> list[Figure]:
     """Serialized state bytes per active card (both stages) / device / IP / merchant after replaying `records`."""
-    from pipeline.features.definitions import CardState, EntityState, card_step, entity_keys, entity_step
+    from pipeline.features.definitions import card_step, entity_keys, entity_step
+    from pipeline.features.keystate import CardState, EntityState
     from pipeline.records import Transaction
 
     cards: dict[str, CardState] = {}
@@ -57,13 +58,13 @@ def state_sizes(records: list[dict[str, Any]]) -> list[Figure]:
 
 def reason_cost(models_dir: Path, matrix: np.ndarray, batch: int = 500, reps: int = 3) -> list[Figure]:
     """Verdicts per second from joined vectors to encoded verdicts, with and without reason codes."""
-    from pipeline.models import load_model
+    from pipeline.registry import load_model
     from pipeline.rules import load_rules
     from pipeline.stages import Joined
     from pipeline.verdicts import build_verdicts
 
     model = load_model(models_dir)
-    rules = load_rules(Path(__file__).resolve().parents[2] / "rules")
+    rules = load_rules(Path(__file__).resolve().parents[1] / "rules")
     raw = orjson.dumps(
         {
             "transaction_id": "t",

@@ -12,10 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.benchmarks import backlog, latency, offline, throughput
-from pipeline.benchmarks.common import Figure, free_port
+from bench import backlog, latency, offline, throughput
+from bench.common import Figure
+from pipeline.kafka.local import free_port
 
-RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Baseline (a), the raw ceiling: aiokafka consume → JSON decode → JSON encode → produce, no state.
 
-Run as `python -m pipeline.benchmarks.raw_loop`; topics and group from RISKSTREAM_* variables.
+Run as `python -m bench.raw_loop`; topics and group from RISKSTREAM_* variables.
 """
 
 from __future__ import annotations

@@ -1,19 +1,21 @@
-"""Binary form of card and entity state (struct/array packing; no JSON, no pickle).
+"""The state kept per key, and its binary form: `CardState` per card, `EntityState` per device, IP, merchant
+and card label (the Faust tables hold these bytes).
 
-Lossless by construction: ints stay ints, floats are float64, so a state read back from a Faust table
-gives exactly the features the in-memory state would.
+One module for both, so the classes and their packing change together and neither imports the other.
+Struct/array packing, no JSON, no pickle; lossless by construction: ints stay ints, floats are float64, so a
+state read back from a Faust table gives exactly the features the in-memory state would.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, get_args
 
-from pipeline.features.state import Buckets
+from pipeline.features.state import Buckets, CappedSet, FraudMarks, RecentIds
 
-if TYPE_CHECKING:
-    from pipeline.features.definitions import CardState, EntityState
+EntityKind = Literal["device", "ip", "merchant", "card_label"]
+ENTITY_KINDS: tuple[EntityKind, ...] = get_args(EntityKind)
 
 _VERSION = 1
 #: Entity state 2: merchant fraud labels per transaction (FraudMarks). Version 1 kept them in day buckets
@@ -22,6 +24,76 @@ _ENTITY_VERSION = 2
 _CARD_HEAD = struct.Struct("<BqBqdd3d")  # version, last_ms, has_loc, loc_ms, lat, lon, hist(n, mean, m2)
 _ENTITY_HEAD = struct.Struct("<B")
 _NONE = -(2**63)
+
+
+class CardState:
+    """Everything kept per card; ~0.5 KB serialized for a card with a few transactions a day."""
+
+    __slots__ = (
+        "countries",
+        "day",
+        "devices",
+        "hist",
+        "hour",
+        "ids",
+        "last_ms",
+        "loc",
+        "merchants",
+        "minute",
+    )
+
+    def __init__(self) -> None:
+        self.minute = Buckets("minute")
+        self.hour = Buckets("hour")  # flag = card-country mismatches
+        self.day = Buckets("day")
+        self.merchants = CappedSet(16)
+        self.countries = CappedSet(8)
+        self.devices = CappedSet(8)
+        self.ids = RecentIds()
+        self.last_ms: int | None = None
+        self.loc: tuple[int, float, float] | None = None
+        self.hist = [0.0, 0.0, 0.0]  # Welford: count, mean, M2 of amounts over the card's history
+
+    @classmethod
+    def from_bytes(cls, data: bytes | None) -> CardState:
+        state = cls()
+        if data:
+            load_card(state, data)
+        return state
+
+    def to_bytes(self) -> bytes:
+        return dump_card(self)
+
+
+class EntityState:
+    """Per device, IP or merchant: count/amount buckets, distinct cards and BINs, fraud labels (merchant);
+    per card (`card_label`): daily counts and fraud labels only."""
+
+    __slots__ = ("bins", "cards", "day", "frauds", "hour", "kind", "minute")
+
+    def __init__(self, kind: EntityKind) -> None:
+        self.kind: EntityKind = kind
+        self.minute = Buckets("minute")
+        self.hour = Buckets("hour")
+        self.day = Buckets("day")
+        self.cards = CappedSet(64 if kind == "ip" else 32)
+        self.bins = CappedSet(32)
+        self.frauds = FraudMarks()  # merchant, card_label: labelled frauds and when each became visible
+
+    @classmethod
+    def from_bytes(cls, kind: str, data: bytes | None) -> EntityState:
+        if kind not in ENTITY_KINDS:
+            raise ValueError(f"unknown entity kind {kind!r}")
+        state = cls(kind)
+        if data:
+            load_entity(state, data)
+        return state
+
+    def to_bytes(self) -> bytes:
+        return dump_entity(self)
+
+
+# --- binary form --------------------------------------------------------------------------------------
 
 
 def dump_card(state: CardState) -> bytes:

@@ -6,7 +6,7 @@ days later at their own report time) produced to 8 partitions before the worker 
 worker back from an outage sees it. Figures come from the worker process itself (`/proc`) and from the
 verdicts' broker timestamps.
 
-Run alone: `python -m pipeline.benchmarks.backlog --transactions 100000 --days 60`.
+Run alone: `python -m bench.backlog --transactions 100000 --days 60`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 
-from pipeline.benchmarks.common import BenchEnv, Role, stop_all
-from pipeline.benchmarks.throughput import produce_backlog
+from bench.common import BenchEnv, Role, stop_all
+from bench.throughput import produce_backlog
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024

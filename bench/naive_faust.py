@@ -2,7 +2,7 @@
 
 What a first Faust version of this pipeline looks like (a hopping 1 h / 10 min and a tumbling 1 h table per
 card, one awaited send per verdict), kept to measure what micro-batching and compact state buy.
-Run as `python -m pipeline.benchmarks.naive_faust worker`.
+Run as `python -m bench.naive_faust worker`.
 """
 
 from __future__ import annotations

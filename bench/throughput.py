@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from pipeline.benchmarks import profile
-from pipeline.benchmarks.common import BenchEnv, Figure, Role, stop_all
+from bench import profile
+from bench.common import BenchEnv, Figure, Role, stop_all
 
 
 def produce_backlog(bootstrap: str, topic: str, records: list[dict[str, Any]]) -> None:
@@ -190,7 +190,7 @@ def run(
     }
     model_env = {"RISKSTREAM_MODEL__DIR": str(models_dir)}
     for _ in range(reps):
-        raw = measure(BenchEnv(bootstrap, root), records, [["-m", "pipeline.benchmarks.raw_loop"]], "raw", 300)
+        raw = measure(BenchEnv(bootstrap, root), records, [["-m", "bench.raw_loop"]], "raw", 300)
         figures["raw"].values.append(raw.first_to_last)
         for name, roles in (("one", [worker]), ("two", [worker, worker])):
             env = BenchEnv(bootstrap, root, extra=model_env)
@@ -200,7 +200,7 @@ def run(
         naive = measure(
             BenchEnv(bootstrap, root),
             naive_records,
-            [["-m", "pipeline.benchmarks.naive_faust", "worker"]],
+            [["-m", "bench.naive_faust", "worker"]],
             "naive",
             900,
         )

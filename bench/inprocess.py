@@ -1,6 +1,6 @@
 """Latency baseline: scoring inside the HTTP process — FastAPI, the same features, model and rules, no Kafka.
 
-Run as `python -m pipeline.benchmarks.inprocess --port P`. State lives in this one process (exact only
+Run as `python -m bench.inprocess --port P`. State lives in this one process (exact only
 because there is one), so this is the floor a design without a stream could reach on this machine; the
 gateway + pipeline figures say what durability, scale-out and exactness across workers cost on top of it.
 """
@@ -16,8 +16,8 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from pipeline import features as F
-from pipeline.models import load_model
 from pipeline.records import RecordError, parse_transaction
+from pipeline.registry import load_model
 from pipeline.rules import load_rules
 from pipeline.settings import get_settings
 from pipeline.stages import Joined
