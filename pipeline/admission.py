@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from faust.types import TP
@@ -92,6 +92,10 @@ class FaustPositions:
     def highwater(self, tp: TP) -> int | None:
         hw = self._app.consumer.highwater(tp)
         return None if hw is None else int(hw)
+
+    async def end_offsets(self, tps: Sequence[TP]) -> Mapping[TP, int]:
+        """Asked of the broker (ListOffsets), not the consumer's last fetch: Faust's public `highwaters`."""
+        return dict(await self._app.consumer.highwaters(*tps))
 
 
 class GuardedTopic:

@@ -27,7 +27,7 @@ from pipeline.acks import OrderedAcks
 from pipeline.admission import RESEEK_SECONDS, FaustPositions, GuardedTopic
 from pipeline.kafka.admin import CARD_TABLE, ENTITY_TABLE
 from pipeline.merge import EventTimeMerger
-from pipeline.progress import SourceProgress
+from pipeline.progress import Marker, SourceProgress
 from pipeline.registry import LoadedModel
 from pipeline.rules import RulesWatcher
 from pipeline.scoring import ModelHolder
@@ -167,7 +167,11 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         return sorted(assigned.union(extra))
 
     def entity_sends(
-        items: Sequence[tuple[bytes, bytes]], markers: list[tuple[int, int, bool]], *, every_partition: bool = False
+        items: Sequence[tuple[bytes, bytes]],
+        markers: list[Marker],
+        taken_ms: int = 0,
+        *,
+        every_partition: bool = False,
     ) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
         """One record per entity partition that has items: the items, then the batch's sources' progress.
 
@@ -184,7 +188,8 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             targets = sorted(by_partition.keys() | progress.held_by(m[0] for m in markers))
         progress.told(markers, targets)
         return [
-            (kafka.entity_topic, None, wire.entity_batch(by_partition.get(q, []), markers), q, None) for q in targets
+            (kafka.entity_topic, None, wire.entity_batch(by_partition.get(q, []), markers, taken_ms), q, None)
+            for q in targets
         ]
 
     def partial_sends(
@@ -216,6 +221,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     @app.agent(tx_topic, name="card_stage")
     async def card_stage(stream: Any) -> None:
         async for taken in stream.noack_take(batch, within=within):
+            taken_ms = int(time.time() * 1000)  # these records were appended before now (pipeline.merge)
             events = await card_in.admit(taken)
             if not events:
                 continue
@@ -224,7 +230,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             sends = dead_letter_sends(result.dead_letters, kafka.transactions_topic)
             batch_progress = SourceProgress.of_batch(records, result.forwarded_ms, first_source=0)
             markers = await progress.markers(own_sources(batch_progress.offsets), batch_progress)
-            sends.extend(entity_sends(result.entity_records, markers))
+            sends.extend(entity_sends(result.entity_records, markers, taken_ms))
             sends.extend(partial_sends(result.partials))
             await send_all(sends, queued=functools.partial(progress.note, batch_progress))
             await write_state(card_table, result.state_writes)
@@ -244,6 +250,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     async def label_stage(stream: Any) -> None:
         """Labels to their merchant's entity partition, in the same event-time merge as transactions."""
         async for taken in stream.noack_take(batch, within=within):
+            taken_ms = int(time.time() * 1000)
             events = await label_in.admit(taken)
             if not events:
                 continue
@@ -252,7 +259,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             sends = dead_letter_sends(result.dead_letters, kafka.labels_topic)
             batch_progress = SourceProgress.of_batch(records, result.forwarded_ms, first_source=partitions)
             markers = await progress.markers(own_sources(batch_progress.offsets), batch_progress)
-            sends.extend(entity_sends(result.entity_records, markers))
+            sends.extend(entity_sends(result.entity_records, markers, taken_ms))
             await send_all(sends, queued=functools.partial(progress.note, batch_progress))
             metrics.RECORDS.labels("label").inc(len(records))
             metrics.DEAD_LETTERS.inc(len(result.dead_letters))
@@ -343,8 +350,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             now_ms = int(time.time() * 1000)
             for event in events:
                 message = event.message
-                items, markers = wire.decode_entity_batch(message.value)
-                sent_ms = int((message.timestamp or 0) * 1000)  # set by the sending worker's producer
+                items, markers, taken_ms = wire.decode_entity_batch(message.value)
                 faust_internals.drop_payload(event)
                 entity_acks.track(message.partition, message.offset, event, len(items))
                 merger = mergers.get(message.partition)
@@ -363,9 +369,9 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                         it.get("r") or {},
                         (label[0], label[1]) if label else None,
                     )
-                    merger.add(it["s"], (it["t"], it["id"]), (entity_item, event), sent_ms)
-                for source, forwarded, is_caught_up in markers:
-                    merger.mark(source, forwarded, is_caught_up, now_ms=now_ms, sent_ms=sent_ms)
+                    merger.add(it["s"], (it["t"], it["id"]), (entity_item, event), taken_ms=taken_ms)
+                for source, forwarded, is_caught_up, as_of_ms in markers:
+                    merger.mark(source, forwarded, is_caught_up, now_ms=now_ms, as_of_ms=as_of_ms)
             released = [pair for p in sorted(touched) for pair in mergers[p].release()]
             if released:
                 result = stages.process_entity_items((item for item, _ in released), entity_table.data.get)

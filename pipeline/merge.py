@@ -18,14 +18,15 @@ traffic, or until every source has been quiet for `idle_release_ms`, releases th
 backlog or a replay, sources lag and the merge orders their records exactly. A record older than that
 bound arrives late (see `pipeline.stages`).
 
-"Caught up" is a claim about the moment it was made, not about the future: a source caught up when its
-marker was sent may have a backlog a second later (its worker was killed, or a burst of records arrived).
-So every item and every marker carries the wall-clock time its record was sent (`sent_ms`, the Kafka
-record timestamp our producer sets), and a caught-up claim vouches only for items sent no later than the
-claim. For an item sent after a source's last caught-up claim, that source counts as lagging at what it
-forwarded until a fresher marker comes (the heartbeat's, within a second). Without this a worker restarted
-onto a backlog re-read its predecessor's "caught up" markers, released the new owner's far newer records
-first, and counted the backlog's older ones late (17,573 wrong features in the crash test).
+"Caught up" is a claim about a moment, not about the future: a source caught up when its marker was made
+may have a backlog a second later (its worker was killed, a burst of records arrived). So a marker says as
+of when it was true (`as_of_ms`: just before its worker asked the broker for the log end), every item says
+when it was taken from its source (`taken_ms`, after its record was appended), and a caught-up claim vouches
+only for items taken no later than it. For a newer item that source counts as lagging at what it forwarded
+until a fresher marker comes (the heartbeat's, within a second). Without this a worker restarted onto a
+backlog re-read its predecessor's "caught up" markers, released the new owner's far newer records first,
+and counted the backlog's older ones late (17,573 wrong features in the crash test). Clocks are the
+workers' own: across machines they must agree (NTP) to well under the allowed lateness.
 
 Pure: no Kafka, no Faust. The entity agent feeds it and acks what it releases.
 """
@@ -50,7 +51,7 @@ class _Source:
     reported: bool = False
     #: Wall-clock time (of this process) since which the source is caught up without progress; None = active.
     quiet_since_ms: int | None = None
-    #: Send time of the marker that last said "caught up": the claim vouches for items sent until then.
+    #: As of when the source was last said to be caught up: the claim vouches for items taken until then.
     claim_ms: int = NOTHING_MS
 
 
@@ -59,7 +60,7 @@ class _Entry(Generic[T]):
     key: MergeKey
     seq: int
     item: T = field(compare=False)
-    sent_ms: int = field(default=0, compare=False)
+    taken_ms: int = field(default=0, compare=False)
 
 
 class EventTimeMerger(Generic[T]):
@@ -78,21 +79,21 @@ class EventTimeMerger(Generic[T]):
     def __len__(self) -> int:
         return len(self._heap)
 
-    def add(self, source: int, key: MergeKey, item: T, sent_ms: int = 0) -> None:
-        """Buffer an item forwarded by `source` in a record sent at `sent_ms`; forwarding also proves the
+    def add(self, source: int, key: MergeKey, item: T, taken_ms: int = 0) -> None:
+        """Buffer an item forwarded by `source`, taken from it at `taken_ms`; forwarding also proves the
         source's progress."""
         self._seq += 1
-        heapq.heappush(self._heap, _Entry(key, self._seq, item, sent_ms))
+        heapq.heappush(self._heap, _Entry(key, self._seq, item, taken_ms))
         state = self._sources[source]
         state.quiet_since_ms = None
         if key[0] > state.forwarded_ms:
             state.forwarded_ms = key[0]
 
-    def mark(self, source: int, forwarded_ms: int, caught_up: bool, now_ms: int = 0, sent_ms: int = 0) -> None:
-        """Record a source's progress marker, sent at `sent_ms` (after each of its batches and as a heartbeat)."""
+    def mark(self, source: int, forwarded_ms: int, caught_up: bool, now_ms: int = 0, as_of_ms: int = 0) -> None:
+        """Record a source's progress marker (sent after each of its batches and as a heartbeat)."""
         state = self._sources[source]
-        if caught_up and sent_ms > state.claim_ms:
-            state.claim_ms = sent_ms
+        if caught_up and as_of_ms > state.claim_ms:
+            state.claim_ms = as_of_ms
         self._now_ms = max(self._now_ms, now_ms)
         quiet = caught_up and state.caught_up and state.reported and forwarded_ms <= state.forwarded_ms
         if not quiet:
@@ -104,9 +105,9 @@ class EventTimeMerger(Generic[T]):
         if forwarded_ms > state.forwarded_ms:
             state.forwarded_ms = forwarded_ms
 
-    def safe_until_ms(self, sent_ms: int | None = None) -> tuple[int, bool] | None:
+    def safe_until_ms(self, taken_ms: int | None = None) -> tuple[int, bool] | None:
         """(bound, inclusive): no source can still send an event time below the bound (or at it, when
-        inclusive), for an item sent at `sent_ms` (None: the newest claims count). None = nothing reported
+        inclusive), for an item taken at `taken_ms` (None: every claim counts). None = nothing reported
         yet from some source: nothing is safe."""
         if not all(state.reported for state in self._sources):
             return None
@@ -114,7 +115,7 @@ class EventTimeMerger(Generic[T]):
         lagging = [
             state.forwarded_ms
             for state in self._sources
-            if not state.caught_up or (sent_ms is not None and state.claim_ms < sent_ms)
+            if not state.caught_up or (taken_ms is not None and state.claim_ms < taken_ms)
         ]
         if lagging:
             # A lagging source that forwarded M can still send M - lateness; at M itself a record with a
@@ -138,12 +139,12 @@ class EventTimeMerger(Generic[T]):
         """Pop every buffered item that no source can still precede, in key order."""
         out: list[T] = []
         heap = self._heap
-        bounds: dict[int, tuple[int, bool] | None] = {}  # by sent_ms: few distinct values per call
+        bounds: dict[int, tuple[int, bool] | None] = {}  # by taken_ms: few distinct values per call
         while heap:
             head = heap[0]
-            if head.sent_ms not in bounds:
-                bounds[head.sent_ms] = self.safe_until_ms(head.sent_ms)
-            safe = bounds[head.sent_ms]
+            if head.taken_ms not in bounds:
+                bounds[head.taken_ms] = self.safe_until_ms(head.taken_ms)
+            safe = bounds[head.taken_ms]
             if safe is None:
                 break
             bound, inclusive = safe

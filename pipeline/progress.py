@@ -18,11 +18,17 @@ A "lagging" marker holds an entity partition until the source's next marker reac
 a source's items, so a partition it sends nothing to would wait for the heartbeat (0.5 s): on live traffic
 that wait was most of the gateway's latency. So a source's next markers also go to every partition whose
 last marker from it said "lagging" (`held_by`).
+
+"Caught up" is stated as of a time (the fourth field of a marker): the moment just before this worker asked
+the broker for the source's log end. It vouches only for items taken from their sources no later than that
+(`pipeline.merge`): the consumer's own idea of the log end lags by a fetch, and a marker re-read after a
+crash or a partition move says nothing about records produced since.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,7 +40,12 @@ from pipeline.wire import RawRecord
 
 __all__ = ["NOTHING_MS", "BatchProgress", "Marker", "Offsets", "SourceProgress"]
 
-Marker = tuple[int, int, bool]
+#: (source, forwarded_ms, caught_up, as_of_ms): as_of_ms is when "caught up" was checked against the broker.
+Marker = tuple[int, int, bool, int]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class Offsets(Protocol):
@@ -46,6 +57,10 @@ class Offsets(Protocol):
 
     async def start_offset(self, tp: TP) -> int:
         """The group's committed offset (the log start when none)."""
+        ...
+
+    async def end_offsets(self, tps: Sequence[TP]) -> Mapping[TP, int]:
+        """The log end offsets, asked of the broker now."""
         ...
 
 
@@ -87,15 +102,28 @@ class SourceProgress:
         return progress
 
     async def markers(self, sources: Iterable[int], pending: BatchProgress | None = None) -> list[Marker]:
-        """(source, forwarded_ms, caught_up) per source, counting a batch being sent when given."""
-        out: list[Marker] = []
+        """(source, forwarded_ms, caught_up, as_of_ms) per source, counting a batch being sent when given.
+
+        A source the consumer already sees behind is lagging; the others are checked against log ends asked
+        of the broker after `as_of_ms`, in one request."""
+        as_of = now_ms()
+        rows: list[tuple[int, int, int | None]] = []
+        candidates: list[int] = []
         for s in sources:
             handled = self._handled.get(s, -1)
             forwarded = self._forwarded_ms.get(s, NOTHING_MS)
             if pending is not None:
                 handled = max(handled, pending.offsets.get(s, -1))
                 forwarded = max(forwarded, pending.forwarded_ms.get(s, NOTHING_MS))
-            out.append((s, forwarded, await self._caught_up(s, handled if handled >= 0 else None)))
+            known = handled if handled >= 0 else None
+            rows.append((s, forwarded, known))
+            if self._may_be_caught_up(s, known):
+                candidates.append(s)
+        ends = await self._log_ends(candidates)
+        out: list[Marker] = []
+        for s, forwarded, known in rows:
+            end = ends.get(s)
+            out.append((s, forwarded, end is not None and await self._caught_up(s, known, end), as_of))
         return out
 
     def positions(self, sources: Iterable[int]) -> dict[int, SourcePosition]:
@@ -129,7 +157,7 @@ class SourceProgress:
     def told(self, markers: Iterable[Marker], partitions: Iterable[int]) -> None:
         """`markers` are on their way to these entity partitions: remember where a source said it lags."""
         targets = set(partitions)
-        for source, _, caught_up in markers:
+        for source, _, caught_up, _ in markers:
             held = self._held.setdefault(source, set())
             if caught_up:
                 held -= targets
@@ -150,27 +178,41 @@ class SourceProgress:
         self._forwarded_ms.pop(source, None)
         self._settled.pop(source, None)
 
-    async def _caught_up(self, source: int, handled: int | None) -> bool:
+    def _may_be_caught_up(self, source: int, handled: int | None) -> bool:
+        """False when the consumer's view alone proves the source lags (the log end only grows)."""
         if source in self.paused:
             return False
-        tp = self._source_tp(source)
         try:
-            highwater = self._offsets.highwater(tp)
+            highwater = self._offsets.highwater(self._source_tp(source))
         except AssertionError:  # aiokafka: not assigned (any more, or not yet); the next marker corrects it
             return False
         if highwater is None:
             return False
+        return handled is None or handled + 1 >= highwater
+
+    async def _log_ends(self, sources: Sequence[int]) -> dict[int, int]:
+        """Each source's log end from the broker; none when it cannot be asked (lagging is the safe answer)."""
+        if not sources:
+            return {}
+        tps = {self._source_tp(s): s for s in sources}
+        try:
+            ends = await self._offsets.end_offsets(list(tps))
+        except Exception:  # broker away, partition moving: asked again at the next marker
+            return {}
+        return {tps[tp]: int(end) for tp, end in ends.items() if tp in tps and end is not None}
+
+    async def _caught_up(self, source: int, handled: int | None, end: int) -> bool:
         if handled is not None:
-            return handled + 1 >= highwater
+            return handled + 1 >= end
         # Nothing handled here since this worker got the partition: caught up only if the group's commit is
         # at the log end (a partition handed over already done; without this it held every merge forever).
-        if self._settled.get(source) == highwater:
+        if self._settled.get(source) == end:
             return True
         try:
-            committed = await self._offsets.start_offset(tp)
+            committed = await self._offsets.start_offset(self._source_tp(source))
         except Exception:  # coordinator moving, broker away: lagging is the safe answer, asked again next time
             return False
-        if committed >= highwater:
-            self._settled[source] = highwater
+        if committed >= end:
+            self._settled[source] = end
             return True
         return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -68,14 +69,18 @@ def label_item(*, entity_key: str, source: int, offset: int, merge_id: str, repo
     )
 
 
-def entity_batch(items: list[bytes], markers: list[tuple[int, int, bool]]) -> bytes:
-    """Items for one entity partition, then each source's progress after them (see `pipeline.merge`)."""
-    return b'{"i":[' + b",".join(items) + b'],"m":' + orjson.dumps(markers) + b"}"
+def entity_batch(items: list[bytes], markers: Sequence[tuple[int, int, bool, int]], taken_ms: int) -> bytes:
+    """Items for one entity partition, taken from their sources at `taken_ms`, then each source's progress
+    after them (see `pipeline.merge`)."""
+    return b'{"i":[' + b",".join(items) + b'],"c":' + str(taken_ms).encode() + b',"m":' + orjson.dumps(markers) + b"}"
 
 
-def decode_entity_batch(value: bytes) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+def decode_entity_batch(value: bytes) -> tuple[list[dict[str, Any]], list[tuple[int, int, bool, int]], int]:
+    """(items, markers, taken_ms). Records of workers before the as-of times (a rolling upgrade) read as
+    items taken at 0 and claims as of 0: such a claim vouches for none of today's items."""
     record = orjson.loads(value)
-    return record["i"], record["m"]
+    markers = [(m[0], m[1], m[2], m[3] if len(m) > 3 else 0) for m in record["m"]]
+    return record["i"], markers, int(record.get("c", 0))
 
 
 def encode_partial(payload: dict[str, Any]) -> bytes:

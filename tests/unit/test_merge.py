@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline import wire
 from pipeline.merge import EventTimeMerger
 
 
@@ -42,25 +43,25 @@ def test_a_caught_up_claim_vouches_only_for_items_sent_before_it() -> None:
     """The crash test's failure: a restarted worker re-reads its predecessor's "caught up" markers while the
     source now has a backlog; the new owner's newer items of another source must wait for a fresh marker."""
     merger: EventTimeMerger[str] = EventTimeMerger(sources=2)
-    merger.mark(0, 1_000, caught_up=True, sent_ms=10)  # before the crash: both sources done with their backlog
-    merger.mark(1, 1_000, caught_up=True, sent_ms=10)
-    merger.add(0, (5_000, "newer"), "newer", sent_ms=50)  # after the restart, source 0 forwards its backlog
-    merger.mark(0, 5_000, caught_up=True, sent_ms=50)
+    merger.mark(0, 1_000, caught_up=True, as_of_ms=10)  # before the crash: both sources done with their backlog
+    merger.mark(1, 1_000, caught_up=True, as_of_ms=10)
+    merger.add(0, (5_000, "newer"), "newer", taken_ms=50)  # after the restart, source 0 forwards its backlog
+    merger.mark(0, 5_000, caught_up=True, as_of_ms=50)
     assert merger.release() == []  # source 1 was caught up at 10, not at 50: it may have older records now
-    merger.add(1, (2_000, "older"), "older", sent_ms=60)
-    merger.mark(1, 2_000, caught_up=False, sent_ms=60)
+    merger.add(1, (2_000, "older"), "older", taken_ms=60)
+    merger.mark(1, 2_000, caught_up=False, as_of_ms=60)
     assert merger.release() == []  # source 1 lags at 2,000: it may still send another record at 2,000
-    merger.mark(1, 3_000, caught_up=True, sent_ms=70)
+    merger.mark(1, 3_000, caught_up=True, as_of_ms=70)
     assert merger.release() == ["older", "newer"]
 
 
-def test_items_sent_before_a_claim_are_released_on_it() -> None:
+def test_items_taken_before_a_claim_are_released_on_it() -> None:
     merger: EventTimeMerger[str] = EventTimeMerger(sources=2)
-    merger.add(0, (100, "a"), "a", sent_ms=5)
-    merger.mark(0, 100, caught_up=True, sent_ms=5)
-    merger.mark(1, 50, caught_up=True, sent_ms=4)
-    assert merger.release() == []  # source 1's claim (4) is older than the item (5)
-    merger.mark(1, 50, caught_up=True, sent_ms=6)
+    merger.add(0, (100, "a"), "a", taken_ms=5)
+    merger.mark(0, 100, caught_up=True, as_of_ms=5)
+    merger.mark(1, 50, caught_up=True, as_of_ms=4)
+    assert merger.release() == []  # source 1 was caught up as of 4, the item was taken at 5
+    merger.mark(1, 50, caught_up=True, as_of_ms=6)
     assert merger.release() == ["a"]
 
 
@@ -164,3 +165,10 @@ def test_caught_up_source_that_resumes_is_not_overtaken_within_lateness() -> Non
     merger.mark(0, 180, caught_up=True, now_ms=1010)
     merger.mark(1, 200, caught_up=True, now_ms=1010)
     assert merger.release() == ["d", "c"]  # quiet for idle_release_ms: the rest, in order
+
+
+def test_entity_batches_carry_taken_and_as_of_times_and_older_records_still_decode() -> None:
+    items, markers, taken = wire.decode_entity_batch(wire.entity_batch([b'{"x":1}'], [(3, 500, True, 42)], 40))
+    assert (items, markers, taken) == ([{"x": 1}], [(3, 500, True, 42)], 40)
+    # A record of a worker before this format (rolling upgrade): its claims vouch for no new item.
+    assert wire.decode_entity_batch(b'{"i":[],"m":[[3,500,true]]}') == ([], [(3, 500, True, 0)], 0)

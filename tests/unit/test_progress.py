@@ -5,11 +5,12 @@ A fake of the consumer's offsets only; the logic under test is the real one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from faust.types import TP
 
-from pipeline.progress import NOTHING_MS, SourceProgress
+from pipeline.progress import NOTHING_MS, BatchProgress, SourceProgress, now_ms
 from pipeline.wire import RawRecord
 
 TOPIC = "transactions"
@@ -19,8 +20,11 @@ TOPIC = "transactions"
 class FakeOffsets:
     highwaters: dict[int, int] = field(default_factory=dict)
     committed: dict[int, int] = field(default_factory=dict)
+    #: The broker's log ends where they are ahead of the consumer's last fetch (`highwaters`).
+    broker_ends: dict[int, int] = field(default_factory=dict)
     failing: bool = False
     commit_reads: int = 0
+    end_reads: int = 0
 
     def highwater(self, tp: TP) -> int | None:
         if tp.partition not in self.highwaters:
@@ -32,6 +36,19 @@ class FakeOffsets:
         if self.failing:
             raise ConnectionError("coordinator not available")
         return self.committed.get(tp.partition, 0)
+
+    async def end_offsets(self, tps: Sequence[TP]) -> Mapping[TP, int]:
+        self.end_reads += 1
+        if self.failing:
+            raise ConnectionError("broker not available")
+        return {tp: self.broker_ends.get(tp.partition, self.highwaters[tp.partition]) for tp in tps}
+
+
+async def marks(
+    progress: SourceProgress, sources: Iterable[int], pending: BatchProgress | None = None
+) -> list[tuple[int, int, bool]]:
+    """The markers without their as-of time."""
+    return [(s, forwarded, caught_up) for s, forwarded, caught_up, _ in await progress.markers(sources, pending)]
 
 
 def progress_of(offsets: FakeOffsets) -> SourceProgress:
@@ -47,19 +64,19 @@ async def test_a_source_given_to_this_worker_lags_until_the_group_has_handled_it
     # fetched ahead: the source must not say it is caught up.
     offsets = FakeOffsets(highwaters={0: 100}, committed={0: 90})
     progress = progress_of(offsets)
-    assert await progress.markers([0]) == [(0, NOTHING_MS, False)]
+    assert await marks(progress, [0]) == [(0, NOTHING_MS, False)]
     offsets.committed[0] = 100  # handed over already done
-    assert await progress.markers([0]) == [(0, NOTHING_MS, True)]
+    assert await marks(progress, [0]) == [(0, NOTHING_MS, True)]
 
 
 async def test_a_settled_source_is_not_asked_about_again_until_its_log_grows() -> None:
     offsets = FakeOffsets(highwaters={0: 100}, committed={0: 100})
     progress = progress_of(offsets)
     for _ in range(3):
-        assert await progress.markers([0]) == [(0, NOTHING_MS, True)]
+        assert await marks(progress, [0]) == [(0, NOTHING_MS, True)]
     assert offsets.commit_reads == 1
     offsets.highwaters[0] = 101  # new traffic, not handled yet
-    assert await progress.markers([0]) == [(0, NOTHING_MS, False)]
+    assert await marks(progress, [0]) == [(0, NOTHING_MS, False)]
 
 
 async def test_a_batch_counts_in_its_own_markers_but_in_no_other_until_its_records_were_sent() -> None:
@@ -67,11 +84,11 @@ async def test_a_batch_counts_in_its_own_markers_but_in_no_other_until_its_recor
     progress = progress_of(offsets)
     batch = SourceProgress.of_batch(records(0, 7, 8, 9), {0: 5_000}, first_source=0)
     # The batch's own markers travel after its items, in the same record: they may say where it got to.
-    assert await progress.markers([0], batch) == [(0, 5_000, True)]
+    assert await marks(progress, [0], batch) == [(0, 5_000, True)]
     # A heartbeat while the batch is being sent must not vouch for items that may not be on their way yet.
-    assert await progress.markers([0, 1]) == [(0, NOTHING_MS, False), (1, NOTHING_MS, True)]
+    assert await marks(progress, [0, 1]) == [(0, NOTHING_MS, False), (1, NOTHING_MS, True)]
     progress.note(batch)
-    assert await progress.markers([0]) == [(0, 5_000, True)]
+    assert await marks(progress, [0]) == [(0, 5_000, True)]
 
 
 async def test_progress_never_goes_back_and_a_source_lags_while_records_remain() -> None:
@@ -79,9 +96,9 @@ async def test_progress_never_goes_back_and_a_source_lags_while_records_remain()
     progress = progress_of(offsets)
     progress.note(SourceProgress.of_batch(records(0, 10), {0: 9_000}, first_source=0))
     progress.note(SourceProgress.of_batch(records(0, 5), {0: 4_000}, first_source=0))  # a re-read, older
-    assert await progress.markers([0]) == [(0, 9_000, False)]
+    assert await marks(progress, [0]) == [(0, 9_000, False)]
     progress.note(SourceProgress.of_batch(records(0, 19), {0: 9_500}, first_source=0))
-    assert await progress.markers([0]) == [(0, 9_500, True)]
+    assert await marks(progress, [0]) == [(0, 9_500, True)]
 
 
 async def test_labels_partitions_are_sources_after_the_transactions_partitions() -> None:
@@ -92,27 +109,27 @@ async def test_labels_partitions_are_sources_after_the_transactions_partitions()
 async def test_an_unassigned_source_or_an_unreachable_coordinator_means_lagging() -> None:
     offsets = FakeOffsets(highwaters={0: 10}, committed={0: 10}, failing=True)
     progress = progress_of(offsets)
-    assert await progress.markers([0, 3]) == [(0, NOTHING_MS, False), (3, NOTHING_MS, False)]
+    assert await marks(progress, [0, 3]) == [(0, NOTHING_MS, False), (3, NOTHING_MS, False)]
     offsets.failing = False
-    assert await progress.markers([0]) == [(0, NOTHING_MS, True)]
+    assert await marks(progress, [0]) == [(0, NOTHING_MS, True)]
 
 
 async def test_a_revoked_source_is_forgotten_and_judged_by_the_commit_again() -> None:
     offsets = FakeOffsets(highwaters={0: 10}, committed={0: 4})
     progress = progress_of(offsets)
     progress.note(SourceProgress.of_batch(records(0, 9), {0: 800}, first_source=0))
-    assert await progress.markers([0]) == [(0, 800, True)]
+    assert await marks(progress, [0]) == [(0, 800, True)]
     progress.forget(0)
-    assert await progress.markers([0]) == [(0, NOTHING_MS, False)]
+    assert await marks(progress, [0]) == [(0, NOTHING_MS, False)]
 
 
 def test_a_source_s_next_markers_also_go_where_it_last_said_it_lags() -> None:
     progress = progress_of(FakeOffsets())
-    progress.told([(0, 100, False), (1, 100, True)], [2, 5])
+    progress.told([(0, 100, False, 0), (1, 100, True, 0)], [2, 5])
     assert progress.held_by([0]) == {2, 5} and progress.held_by([1]) == set()
-    progress.told([(0, 200, True)], [5])  # caught up, heard on 5 only: 2 still waits for it
+    progress.told([(0, 200, True, 0)], [5])  # caught up, heard on 5 only: 2 still waits for it
     assert progress.held_by([0, 1]) == {2}
-    progress.told([(0, 300, False)], range(8))  # a heartbeat that found it lagging: every partition
+    progress.told([(0, 300, False, 0)], range(8))  # a heartbeat that found it lagging: every partition
     assert progress.held_by([0]) == set(range(8))
     progress.forget(0)
     assert progress.held_by([0]) == set()
@@ -123,6 +140,28 @@ async def test_a_paused_source_is_never_caught_up_its_log_end_is_stale() -> None
     must not promise the merge that nothing else was produced since."""
     progress = progress_of(FakeOffsets(highwaters={0: 10}))
     progress.note(SourceProgress.of_batch(records(0, 9), {0: 1_000}, first_source=0))
-    assert await progress.markers([0]) == [(0, 1_000, True)]
+    assert await marks(progress, [0]) == [(0, 1_000, True)]
     progress.paused = {0}
-    assert await progress.markers([0]) == [(0, 1_000, False)]
+    assert await marks(progress, [0]) == [(0, 1_000, False)]
+
+
+async def test_caught_up_is_checked_against_the_broker_and_says_as_of_when() -> None:
+    """The consumer's log end is its last fetch's: records produced since are not in it. A claim is made
+    only on the broker's answer, and dated before the question (pipeline.merge reads the date)."""
+    offsets = FakeOffsets(highwaters={0: 10, 1: 10}, broker_ends={0: 12})
+    progress = progress_of(offsets)
+    progress.note(SourceProgress.of_batch(records(0, 9) + records(1, 9), {0: 1_000, 1: 2_000}, first_source=0))
+    before = now_ms()
+    (s0, f0, caught0, as_of0), (s1, f1, caught1, as_of1) = await progress.markers([0, 1])
+    assert (s0, f0, caught0) == (0, 1_000, False)  # two records produced since the consumer's last fetch
+    assert (s1, f1, caught1) == (1, 2_000, True)
+    assert before <= as_of0 == as_of1 <= now_ms()
+    assert offsets.end_reads == 1  # one request for every source that may be caught up
+
+
+async def test_a_source_the_consumer_sees_behind_is_lagging_without_asking_the_broker() -> None:
+    offsets = FakeOffsets(highwaters={0: 10})
+    progress = progress_of(offsets)
+    progress.note(SourceProgress.of_batch(records(0, 5), {0: 1_000}, first_source=0))
+    assert await marks(progress, [0]) == [(0, 1_000, False)]
+    assert offsets.end_reads == 0
