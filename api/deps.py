@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 
 from api.auth import ApiKeys
 from api.bridge import KafkaBridge
-from api.errors import Unauthorized
+from api.errors import Unauthorized, UnsupportedMediaType
 from pipeline.settings import Settings
 
 
@@ -42,3 +42,18 @@ async def require_api_key(request: Request, state: State) -> None:
 
 
 Authorized = Depends(require_api_key)
+
+
+async def require_json(request: Request) -> None:
+    """JSON endpoints take `application/json` (UTF-8, the only charset JSON has), nothing else: a form or a
+    text body parsed as JSON anyway would hide a client's mistake."""
+    media, _, params = request.headers.get("content-type", "").partition(";")
+    if media.strip().lower() != "application/json":
+        raise UnsupportedMediaType("send the body as JSON with 'Content-Type: application/json'")
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise UnsupportedMediaType("JSON bodies are UTF-8: send charset=utf-8 or no charset")
+
+
+JsonBody = Depends(require_json)

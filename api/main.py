@@ -13,6 +13,7 @@ from api.auth import ApiKeys
 from api.bridge import KafkaBridge
 from api.deps import GatewayState
 from api.errors import install_error_handlers
+from api.limits import BodyLimit
 from api.overload import ScoreAdmission
 from api.routes import health, labels, score, verdicts
 from pipeline.db.engine import create_engine_from_settings, session_factory
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         deadline_s=settings.gateway.deadline_ms / 1000,
         on_shed=score.REQUESTS.labels("overloaded").inc,
     )
+    app.add_middleware(BodyLimit, max_bytes=settings.gateway.max_body_bytes)  # added last: runs first
     app.include_router(health.router)
     app.include_router(score.router)
     app.include_router(verdicts.router)

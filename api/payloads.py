@@ -6,15 +6,22 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pipeline.records import Transaction, Verdict
+from pipeline.records import Label, Transaction, Verdict
 
-#: OpenAPI text for the score request: the transaction contract itself (schemas/transaction.v1.json).
-TRANSACTION_REQUEST_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": Transaction.model_json_schema(mode="validation")}},
+
+def _request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI text for a body the route reads raw and parses with the worker's own parser: the model's
+    JSON Schema, the same contract as schemas/*.v1.json (tests/contract proves they agree)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema(mode="validation")}},
+        }
     }
-}
+
+
+TRANSACTION_REQUEST_BODY = _request_body(Transaction)
+LABEL_REQUEST_BODY = _request_body(Label)
 
 
 class ErrorBody(BaseModel):
@@ -32,4 +39,4 @@ class Readiness(BaseModel):
     in_flight: int
 
 
-__all__ = ["TRANSACTION_REQUEST_BODY", "ErrorBody", "Health", "Readiness", "Verdict"]
+__all__ = ["LABEL_REQUEST_BODY", "TRANSACTION_REQUEST_BODY", "ErrorBody", "Health", "Readiness", "Verdict"]

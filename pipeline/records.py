@@ -11,11 +11,16 @@ import ipaddress
 import re
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.currencies import ISO_4217
+from pipeline.pan import contains_pan as contains_pan
+from pipeline.pan import looks_like_pan as looks_like_pan
+from pipeline.pan import luhn_valid as luhn_valid
+from pipeline.pan import mask_pans as mask_pans
+from pipeline.pan import mask_pans_text
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -32,79 +37,36 @@ MAX_AMOUNT = 10_000_000.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
+#: Identifiers: a letter or digit, then letters, digits and . _ : @ / + = -.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$"
-#: Card networks' numbers start with 2-6 (Mastercard 2/5, Amex/JCB/Diners 3, Visa 4, Discover/UnionPay 6):
-#: without that, one pure-numeric id in ten (e.g. epoch microseconds) would pass for a card number.
-_PAN_CANDIDATE = re.compile(r"^[2-6]\d{12,18}$")
-_PAN_SEPARATORS = re.compile(r"[\s.-]")
-#: A card number inside a longer string, as card numbers are written: 13 to 19 digits starting with a card
-#: network's first digit (2-6), contiguous or in the printed groups (4-4-4-4[-3], Amex 4-6-5), not glued to
-#: other letters or digits. Ordinary identifiers stay out: no false positive in 200,000 random UUIDs, hex
-#: tokens and epoch-millisecond or -microsecond ids each. Missed: a number glued to letters ("tok4111...").
-_PAN_RUN = re.compile(
-    r"(?<![A-Za-z0-9])"
-    r"(?:[2-6][0-9]{12,18}|[2-6][0-9]{3}(?:([ .-])[0-9]{4})(?:\1[0-9]{4}){2}(?:\1[0-9]{3})?"
-    r"|3[0-9]{3}([ .-])[0-9]{6}\2[0-9]{5})"
-    r"(?![A-Za-z0-9])"
+#: A transaction id is also a URL path segment (`GET /v1/verdicts/{transaction_id}`): no "/".
+TRANSACTION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$"
+#: RFC 3339 date-time, as JSON Schema's `date-time` means it, minus the leap second (23:59:60), which no
+#: datetime library represents. The JSON Schema carries this pattern too: `format` alone is only an
+#: annotation in draft 2020-12, so most validators would accept "1764700000" or "2026-12-02 18:20Z".
+RFC3339_PATTERN = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
-_THIRTEEN_DIGITS = re.compile(r"[0-9](?:[\s.-]?[0-9]){12}")
+FREE_TEXT_PATTERN = r"^[^\u0000-\u001F\u007F]*$"
+_RFC3339 = re.compile(RFC3339_PATTERN.removesuffix("$") + r"\Z")
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
+TransactionId = Annotated[str, Field(min_length=1, max_length=128, pattern=TRANSACTION_ID_PATTERN)]
 CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 
 
 class RecordError(ValueError):
-    """A record failed validation; `reason` is one line naming the field and the rule."""
+    """A record failed validation; `reason` is one line naming the field and the rule.
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-_PAN_IN_TEXT = re.compile(rb"(?<![0-9])[0-9](?:[ .-]?[0-9]){12,18}(?![0-9])")
-
-
-def mask_pans(raw: bytes) -> bytes:
-    """Replace anything that looks like a card number with its first 6 and last 4 digits (PCI DSS masking).
-
-    Dead letters keep the original bytes for diagnosis, except a PAN: it is never stored, anywhere.
+    The reason goes to the dead-letter header, the worker's log and the API's answer: any card number in it
+    (a field *name* can be one) is masked here, once, for all of them.
     """
 
-    def mask(match: re.Match[bytes]) -> bytes:
-        digits = re.sub(rb"[ .-]", b"", match.group())
-        if not luhn_valid(digits.decode()):
-            return match.group()
-        return digits[:6] + b"*" * (len(digits) - 10) + digits[-4:]
-
-    return _PAN_IN_TEXT.sub(mask, raw)
-
-
-def luhn_valid(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def looks_like_pan(value: str) -> bool:
-    """13 to 19 digits from 2-6 (spaces, dots and dashes ignored) passing the Luhn check: a card number."""
-    compact = _PAN_SEPARATORS.sub("", value)
-    return bool(_PAN_CANDIDATE.match(compact)) and luhn_valid(compact)
-
-
-def contains_pan(value: str) -> bool:
-    """A card number anywhere in the string ("card-4111111111111111"), or the whole string one, whatever its
-    separators ("4111-1111 1111.1111")."""
-    if _THIRTEEN_DIGITS.search(value) is None:  # nearly every identifier: one C-level scan and done
-        return False
-    if looks_like_pan(value):
-        return True
-    return any(luhn_valid(_PAN_SEPARATORS.sub("", m.group())) for m in _PAN_RUN.finditer(value))
+    def __init__(self, reason: str) -> None:
+        reason = mask_pans_text(reason)
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _refuse_pan(value: Any) -> Any:
@@ -114,18 +76,35 @@ def _refuse_pan(value: Any) -> Any:
     return value
 
 
+def _rfc3339(value: Any) -> Any:
+    # Before pydantic's datetime parsing, which also takes "1764700000", "2026-12-02 18:20Z", "+0000" or a
+    # number. Datetimes built in code pass as they are.
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or _RFC3339.match(value) is None:
+        raise ValueError("must be an RFC 3339 date-time with seconds and an offset, e.g. 2026-11-24T10:15:00Z")
+    return value
+
+
+#: An RFC 3339 date-time (RFC3339_PATTERN, also in the model's JSON Schema). Not strict after the check: a
+#: before-validator hands pydantic a Python str, which strict mode would refuse as a datetime.
+Rfc3339 = Annotated[
+    datetime, BeforeValidator(_rfc3339), Field(strict=False, json_schema_extra={"pattern": RFC3339_PATTERN})
+]
+
+
 class Transaction(BaseModel):
     """A card payment as producers send it (schemas/transaction.v1.json)."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    transaction_id: Identifier
-    timestamp: datetime
+    transaction_id: TransactionId
+    timestamp: Rfc3339
     amount: float = Field(gt=0, le=MAX_AMOUNT)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     card_id: Identifier
     merchant_id: Identifier
-    card_bin: str | None = Field(None, pattern=r"^\d{6,8}$")
+    card_bin: str | None = Field(None, pattern=r"^[0-9]{6,8}$")
     customer_id: Identifier | None = None
     device_id: Identifier | None = None
     ip: str | None = Field(None, max_length=45)
@@ -237,12 +216,14 @@ class Label(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    transaction_id: Identifier
+    transaction_id: TransactionId
     label: LabelKind
-    reported_at: datetime
+    reported_at: Rfc3339
     card_id: Identifier | None = None
     merchant_id: Identifier | None = None
-    source: str | None = Field(None, max_length=64)
+    #: Free text, but no control characters: PostgreSQL refuses NUL in text, and a line break would forge log
+    #: lines.
+    source: str | None = Field(None, max_length=64, pattern=FREE_TEXT_PATTERN)
 
     @field_validator("transaction_id", "card_id", "merchant_id", "source", mode="before")
     @classmethod
@@ -265,6 +246,9 @@ class Label(BaseModel):
         return epoch_ms(self.reported_at)
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
 def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors(include_url=False):
@@ -273,10 +257,9 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_transaction(raw: bytes | str) -> Transaction:
-    """Validate one JSON transaction; raises RecordError with a one-line reason naming the field."""
+def _parse(model: type[_M], raw: bytes | str) -> _M:
     try:
-        return Transaction.model_validate_json(raw)
+        return model.model_validate_json(raw)
     except ValidationError as e:
         if any(item["type"] == "json_invalid" for item in e.errors()):
             if isinstance(raw, bytes):
@@ -290,11 +273,14 @@ def parse_transaction(raw: bytes | str) -> Transaction:
         raise RecordError("not valid UTF-8") from e
 
 
+def parse_transaction(raw: bytes | str) -> Transaction:
+    """Validate one JSON transaction; raises RecordError with a one-line reason naming the field."""
+    return _parse(Transaction, raw)
+
+
 def parse_label(raw: bytes | str) -> Label:
-    try:
-        return Label.model_validate_json(raw)
-    except ValidationError as e:
-        raise RecordError(_describe(e)) from e
+    """Validate one JSON label, as `parse_transaction` does."""
+    return _parse(Label, raw)
 
 
 def transaction_to_json(tx: Transaction) -> dict[str, Any]:

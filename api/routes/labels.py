@@ -13,9 +13,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from api.bridge import BridgeUnavailable
-from api.deps import Authorized, GatewayState, State
+from api.deps import Authorized, GatewayState, JsonBody, State
 from api.errors import InvalidTransaction, ServiceUnavailable
-from api.payloads import ErrorBody
+from api.payloads import LABEL_REQUEST_BODY, ErrorBody
 from api.routes.verdicts import lookup_verdict
 from pipeline.records import Label, RecordError, parse_label
 
@@ -49,13 +49,19 @@ async def _completed(state: GatewayState, label: Label) -> Label:
     "/labels",
     response_model=LabelAccepted,
     status_code=202,
-    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    openapi_extra=LABEL_REQUEST_BODY,
+    dependencies=[JsonBody],
+    responses={
+        401: {"model": ErrorBody},
+        413: {"model": ErrorBody},
+        415: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+        503: {"model": ErrorBody},
+    },
 )
 async def post_label(request: Request, state: State) -> LabelAccepted:
     """Report a chargeback, confirmed fraud or confirmed legitimate transaction."""
-    body = await request.body()
-    if len(body) > state.settings.gateway.max_body_bytes:
-        raise InvalidTransaction("label body too large")
+    body = await request.body()  # at most gateway.max_body_bytes: api.limits.BodyLimit stops more
     try:
         label = parse_label(body)
     except RecordError as e:

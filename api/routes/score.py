@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 from prometheus_client import Counter, Histogram
 
 from api.bridge import BridgeUnavailable
-from api.deps import Authorized, State
-from api.errors import InvalidTransaction, Overloaded, PayloadTooLarge, ServiceUnavailable
+from api.deps import Authorized, JsonBody, State
+from api.errors import InvalidTransaction, Overloaded, ServiceUnavailable
 from api.payloads import TRANSACTION_REQUEST_BODY, ErrorBody
 from api.routes.verdicts import lookup_verdict
 from pipeline.records import Reason, RecordError, Verdict, parse_transaction
@@ -26,26 +26,16 @@ LATENCY = Histogram(
 _FALLBACK_SCORE = {"approve": 0.0, "challenge": 0.5, "review": 0.5, "decline": 1.0}
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body over {limit} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body over {limit} bytes")
-    return body
-
-
 @router.post(
     "/score",
     response_model=Verdict,
     response_model_exclude_none=True,
     openapi_extra=TRANSACTION_REQUEST_BODY,
+    dependencies=[JsonBody],
     responses={
         401: {"model": ErrorBody},
         413: {"model": ErrorBody},
+        415: {"model": ErrorBody},
         422: {"model": ErrorBody},
         429: {"model": ErrorBody},
         503: {"model": ErrorBody},
@@ -55,7 +45,7 @@ async def score(request: Request, state: State) -> Verdict:
     """Score one transaction synchronously."""
     started = time.perf_counter()
     gateway = state.settings.gateway
-    body = await _read_body(request, gateway.max_body_bytes)
+    body = await request.body()  # at most gateway.max_body_bytes: api.limits.BodyLimit stops more
     try:
         tx = parse_transaction(body)
     except RecordError as e:

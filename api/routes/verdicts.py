@@ -14,7 +14,7 @@ from api.errors import NotFound, ServiceUnavailable
 from api.payloads import ErrorBody
 from pipeline.db.engine import DatabaseError
 from pipeline.db.repository import get_verdict, list_verdicts
-from pipeline.records import ID_PATTERN, Verdict
+from pipeline.records import ID_PATTERN, TRANSACTION_ID_PATTERN, Verdict
 
 router = APIRouter(prefix="/v1", tags=["verdicts"], dependencies=[Authorized])
 
@@ -45,7 +45,7 @@ async def lookup_verdict(state: Any, transaction_id: str) -> Verdict | None:
     },
 )
 async def read_verdict(
-    transaction_id: Annotated[str, Path(max_length=128, pattern=ID_PATTERN)], state: State
+    transaction_id: Annotated[str, Path(max_length=128, pattern=TRANSACTION_ID_PATTERN)], state: State
 ) -> Verdict:
     """The verdict given to one transaction."""
     verdict = await lookup_verdict(state, transaction_id)

@@ -19,7 +19,9 @@ import asyncio
 import re
 import secrets
 import shutil
+import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -61,8 +63,14 @@ def new_pan() -> str:
 
 
 def pan_pattern(pan: str) -> re.Pattern[str]:
-    """The PAN's digits with any spaces or dashes between them, as a card number is also written."""
-    return re.compile("[ -]?".join(pan))
+    """The PAN's digits with any separators a person uses between them (space . - / : + = _, mixed)."""
+    return re.compile(r"[\s./:+=_-]{0,3}".join(pan))
+
+
+def grouped(pan: str, *separators: str) -> str:
+    """The PAN in four groups of four, the separators used in turn."""
+    groups = [pan[i : i + 4] for i in range(0, 16, 4)]
+    return groups[0] + "".join(separators[i % len(separators)] + g for i, g in enumerate(groups[1:]))
 
 
 PAN = new_pan()
@@ -344,6 +352,11 @@ PAN_CARRIERS: dict[str, dict[str, str]] = {
     "device_id contains the PAN": {"device_id": f"dev:{PAN}"},
     "merchant_category is the PAN": {"merchant_category": PAN},
     "transaction_id contains the PAN": {"transaction_id": f"tx-{PAN}"},
+    **{f"card_id is the PAN grouped with {s!r}": {"card_id": grouped(PAN, s)} for s in "/:+=_"},
+    "customer_id is the PAN with mixed separators": {"customer_id": grouped(PAN, "/", ":", "_")},
+    "device_id contains the PAN grouped with slashes": {"device_id": f"dev:{grouped(PAN, '/')}"},
+    "a field named with the PAN": {PAN: "x"},
+    "a field named with the grouped PAN": {grouped(PAN, "/", ":"): 1},
 }
 
 
@@ -398,10 +411,31 @@ async def test_no_card_number_reaches_the_database_or_any_log(stack: Stack) -> N
     assert all(status == 422 for status in answers.values()), f"a PAN must be refused at the door: {answers}"
 
 
+async def read_dead_letters(bootstrap: str, topic: str, ids: set[str], timeout_s: float = 60.0) -> list[Any]:
+    """The dead letters whose source record carried one of `ids` (as transaction_id), read from the start."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    found: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while set(found) != ids:
+            assert time.monotonic() < deadline, f"dead letters missing: {sorted(ids - set(found))}"
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for m in messages:
+                    found.update({i: m for i in ids if i.encode() in (m.value or b"")})
+    finally:
+        await consumer.stop()
+    return list(found.values())
+
+
 async def test_transactions_produced_to_kafka_with_a_card_number_inside_a_field_are_not_stored(stack: Stack) -> None:
     pan = new_pan()
     records = [tx(f"sec-kafka-pan-{i}-{uuid.uuid4().hex[:6]}") | fields for i, fields in enumerate(
-        [{"merchant_id": f"m-{pan}"}, {"card_id": f"{pan}-x"}, {"device_id": f"dev:{pan}"}, {"merchant_category": pan}]
+        [{"merchant_id": f"m-{pan}"}, {"card_id": f"{pan}-x"}, {"device_id": f"dev:{pan}"}, {"merchant_category": pan},
+         {"card_id": grouped(pan, "/")}, {"card_id": grouped(pan, ":")}, {"customer_id": grouped(pan, "+", "=", "_")},
+         {pan: 1}, {grouped(pan, "/"): 1}, {grouped(pan, "_", ":"): 1}]
     )]  # fmt: skip
     marker = tx(f"sec-kafka-token-{uuid.uuid4().hex[:6]}")
     await produce_transactions(stack.env.bootstrap, stack.env.topics["TRANSACTIONS_TOPIC"], [*records, marker])
@@ -409,6 +443,17 @@ async def test_transactions_produced_to_kafka_with_a_card_number_inside_a_field_
     await asyncio.sleep(1.0)  # the records before the marker are in the same or an earlier sink batch
     found = where_the_pan_is(stack, pan_pattern(pan), marker["transaction_id"])
     assert not found, f"a card number is stored or logged: {found}"
+    # Each refused record is in the dead-letter topic, its reason naming the problem, with no PAN anywhere:
+    # not in the kept bytes, the key, or the headers (a field *named* with a PAN is echoed by the reason).
+    dead = await read_dead_letters(
+        stack.env.bootstrap, stack.env.topics["DLQ_TOPIC"], {r["transaction_id"] for r in records}
+    )
+    pattern = pan_pattern(pan)
+    for m in dead:
+        headers = {k: v.decode() for k, v in m.headers}
+        assert headers["riskstream-error"], headers
+        texts = [m.value.decode("latin-1"), (m.key or b"").decode("latin-1"), *headers.values()]
+        assert not any(pattern.search(t) for t in texts), f"a card number in a dead letter: {headers} {m.value!r}"
 
 
 async def test_labels_carrying_a_card_number_are_refused_and_not_stored(stack: Stack) -> None:
@@ -570,3 +615,83 @@ async def test_a_rules_file_with_a_python_yaml_tag_is_refused_and_the_worker_kee
                 stack.worker.start()
                 await wait_for_real_verdict(stack)
     assert stack.worker.alive()
+
+
+# --- bodies are bounded before they are read --------------------------------------------------------------
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def post_raw(url: str, head: bytes, body_chunks: Iterator[bytes], timeout_s: float = 30.0) -> tuple[bytes, int, float]:
+    """Send a request head then body chunks while reading the answer; stops sending when the server answers
+    or closes. Returns (the answer's first bytes, body bytes sent, seconds until the answer)."""
+    host, port = url.removeprefix("http://").split(":")
+    sent = 0
+    answered = threading.Event()
+    with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+        sock.sendall(head)
+
+        def sender() -> None:
+            nonlocal sent
+            try:
+                for chunk in body_chunks:
+                    if answered.is_set():
+                        return
+                    sock.sendall(chunk)
+                    sent += len(chunk)
+            except OSError:  # the server answered and closed: what is expected of it
+                return
+
+        started = time.monotonic()
+        thread = threading.Thread(target=sender, daemon=True)
+        thread.start()
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            data = sock.recv(4096)
+            if not data:
+                break
+            answer += data
+        elapsed = time.monotonic() - started
+        answered.set()
+        thread.join(timeout_s)
+    return answer, sent, elapsed
+
+
+def chunked(total: int, size: int = 65536) -> Iterator[bytes]:
+    piece = b"%x\r\n" % size + b"x" * size + b"\r\n"
+    for _ in range(total // size):
+        yield piece
+    yield b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("path", ["/v1/labels", "/v1/score"])
+async def test_a_50_mb_chunked_body_is_refused_early_and_costs_the_gateway_no_memory(stack: Stack, path: str) -> None:
+    assert stack.gateway.proc is not None
+    pid = stack.gateway.proc.pid
+    before = rss_kib(pid)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {API_KEY}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    answer, sent, elapsed = await asyncio.to_thread(post_raw, stack.url, head, chunked(50 * 1024 * 1024))
+    grown = rss_kib(pid) - before
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"payload_too_large" in answer or b"content-length" in answer.lower()
+    assert elapsed < 5, f"413 after {elapsed:.1f} s"
+    assert sent < 20 * 1024 * 1024, f"{sent} bytes were taken before the refusal"
+    assert grown < 20 * 1024, f"the gateway grew by {grown} KiB"
+    assert stack.gateway.alive()
+
+
+async def test_a_declared_300_mb_body_is_refused_before_a_byte_of_it_is_sent(stack: Stack) -> None:
+    head = (
+        f"POST /v1/labels HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {API_KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {300 * 1024 * 1024}\r\n\r\n"
+    ).encode()
+    answer, _, elapsed = await asyncio.to_thread(post_raw, stack.url, head, iter(()))
+    assert answer.startswith(b"HTTP/1.1 413") and elapsed < 2, (answer[:200], elapsed)

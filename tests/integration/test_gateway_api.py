@@ -6,16 +6,22 @@ Scoring round trips with a worker are in tests/e2e; these need only Kafka (and a
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
+from api.errors import install_error_handlers
 from api.main import create_app
 from pipeline.db.migrate import upgrade_database
 from pipeline.kafka.admin import TopicSpec, ensure_topics
+from pipeline.records import TRANSACTION_ID_PATTERN, Label
 from pipeline.settings import Settings
 from tests.fixtures.factories import make_transaction_dict
 from tests.fixtures.kafka import Broker
@@ -52,6 +58,15 @@ async def wait_ready(c: httpx.AsyncClient, timeout_s: float = 30.0) -> None:
 
 def auth(key: str = KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+JSON = {"Content-Type": "application/json"}
+LIMIT = 4096  # max_body_bytes above
+PAN = "4111111111111111"
+
+
+def label_body(**fields: Any) -> dict[str, Any]:
+    return {"transaction_id": "t1", "label": "chargeback", "reported_at": "2026-11-01T00:00:00Z"} | fields
 
 
 @pytest.mark.parametrize(
@@ -113,7 +128,7 @@ async def test_missing_field_and_non_json_are_422(client: httpx.AsyncClient) -> 
     del tx["merchant_id"]
     missing = await client.post("/v1/score", json=tx, headers=auth())
     assert missing.status_code == 422 and "merchant_id" in missing.json()["detail"]
-    garbage = await client.post("/v1/score", content=b"{not json", headers=auth())
+    garbage = await client.post("/v1/score", content=b"{not json", headers=auth() | JSON)
     assert garbage.status_code == 422 and "JSON" in garbage.json()["detail"]
 
 
@@ -168,3 +183,141 @@ async def test_readiness_fails_fast_when_kafka_is_gone(sqlite_url: str) -> None:
             score = await c.post("/v1/score", json=make_transaction_dict(), headers=auth())
             assert score.status_code == 503
             assert "unavailable" in score.json()["detail"]
+
+
+# --- bodies: bounded before they are read, JSON only ----------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1/score", "/v1/labels"])
+async def test_a_body_over_the_limit_is_413_declared_or_chunked(client: httpx.AsyncClient, path: str) -> None:
+    body = orjson.dumps(label_body(source="x" * 60) | {"pad": "x" * (2 * LIMIT)})
+    declared = await client.post(path, content=body, headers=auth() | JSON)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(body), 512):
+            yield body[i : i + 512]
+
+    chunked = await client.post(path, content=chunks(), headers=auth() | JSON)
+    for response in (declared, chunked):
+        assert response.status_code == 413, response.text
+        assert response.json()["error"] == "payload_too_large" and str(LIMIT) in response.json()["detail"]
+
+
+async def test_the_body_is_not_read_past_the_limit(client: httpx.AsyncClient) -> None:
+    """At the ASGI level: a 50 MB chunked body is answered 413 after at most the limit plus one chunk read."""
+    app = client._transport.app  # type: ignore[attr-defined]  # the app behind the ASGI transport
+    chunk = b"x" * 65536
+    total = 50 * 1024 * 1024
+    pulled = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": pulled < total}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/v1/labels", "raw_path": b"/v1/labels", "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"gateway"), (b"authorization", f"Bearer {KEY}".encode()),
+                    (b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
+        "client": ("127.0.0.1", 1234), "server": ("gateway", 80),
+    }  # fmt: skip
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 413
+    assert pulled <= LIMIT + len(chunk), f"{pulled} bytes read for a limit of {LIMIT}"
+
+
+@pytest.mark.parametrize("path", ["/v1/score", "/v1/labels"])
+async def test_json_endpoints_take_json_and_nothing_else(client: httpx.AsyncClient, path: str) -> None:
+    body = orjson.dumps(make_transaction_dict() if path == "/v1/score" else label_body())
+    for refused in (None, "text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1"):
+        headers = auth() | ({"Content-Type": refused} if refused else {})
+        response = await client.post(path, content=body, headers=headers)
+        assert response.status_code == 415, (refused, response.text)
+        assert response.json()["error"] == "unsupported_media_type"
+    for accepted in ("application/json; charset=utf-8", "Application/JSON", "application/json"):
+        response = await client.post(path, content=body, headers=auth() | {"Content-Type": accepted})
+        assert response.status_code in (200, 202), (accepted, response.text)
+
+
+async def test_the_labels_body_and_the_new_answers_are_in_the_openapi_document(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    labels = document["paths"]["/v1/labels"]["post"]
+    schema = labels["requestBody"]["content"]["application/json"]["schema"]
+    assert set(schema["properties"]) == set(Label.model_fields) and set(schema["required"]) == {
+        "transaction_id", "label", "reported_at"
+    }  # fmt: skip
+    assert schema["properties"]["transaction_id"]["pattern"] == TRANSACTION_ID_PATTERN
+    for path in ("/v1/score", "/v1/labels"):
+        assert {"413", "415", "422"} <= set(document["paths"][path]["post"]["responses"]), path
+
+
+# --- transaction ids round-trip through the URL ---------------------------------------------------------
+
+
+async def test_a_transaction_id_must_be_readable_back_through_the_url(client: httpx.AsyncClient) -> None:
+    """An id with "/" could be scored but never read back (GET /v1/verdicts/{id}): refused. Every character
+    still allowed reaches the read route (404 from the handler, not a routing 404 or a 422)."""
+    for transaction_id in ("a/b", "tx/2026/1"):
+        tx = make_transaction_dict(transaction_id=transaction_id)
+        scored = await client.post("/v1/score", json=tx, headers=auth())
+        labelled = await client.post("/v1/labels", json=label_body(transaction_id=transaction_id), headers=auth())
+        for response in (scored, labelled):
+            assert response.status_code == 422 and "transaction_id" in response.json()["detail"], response.text
+    transaction_id = "Az09._:@+=-x"
+    scored = await client.post("/v1/score", json=make_transaction_dict(transaction_id=transaction_id), headers=auth())
+    assert scored.status_code == 200, scored.text
+    read = await client.get(f"/v1/verdicts/{transaction_id}", headers=auth())
+    assert read.status_code == 404 and "no verdict stored" in read.json()["detail"], read.text
+
+
+# --- no card number in any answer -----------------------------------------------------------------------
+
+GROUPED = ["4111/1111/1111/1111", "4111:1111:1111:1111", "4111+1111+1111+1111", "4111=1111=1111=1111",
+           "4111_1111_1111_1111", "4111/1111:1111_1111"]  # fmt: skip
+
+
+def echoes_pan(text: str) -> bool:
+    return re.search(r"4111[\s./:+=_-]{0,3}1111[\s./:+=_-]{0,3}1111[\s./:+=_-]{0,3}1111", text) is not None
+
+
+@pytest.mark.parametrize("name", [PAN, *GROUPED])
+async def test_a_pan_as_a_field_name_is_refused_and_not_echoed(client: httpx.AsyncClient, name: str) -> None:
+    scored = await client.post("/v1/score", json=make_transaction_dict() | {name: 1}, headers=auth())
+    labelled = await client.post("/v1/labels", json=label_body() | {name: 1}, headers=auth())
+    for response in (scored, labelled):
+        assert response.status_code == 422, response.text
+        assert not echoes_pan(response.text) and "411111******1111" in response.text, response.text
+
+
+@pytest.mark.parametrize("pan", GROUPED)
+async def test_a_pan_grouped_with_any_separator_is_refused(client: httpx.AsyncClient, pan: str) -> None:
+    scored = await client.post("/v1/score", json=make_transaction_dict(card_id=pan), headers=auth())
+    labelled = await client.post("/v1/labels", json=label_body(card_id=f"c-{pan}"), headers=auth())
+    for response in (scored, labelled):
+        assert response.status_code == 422 and "card number" in response.text, response.text
+        assert not echoes_pan(response.text), response.text
+
+
+async def test_a_pan_in_the_path_is_not_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.get(f"/v1/verdicts/{PAN}", headers=auth())
+    assert response.status_code == 404 and not echoes_pan(response.text), response.text
+
+
+async def test_validation_errors_go_through_the_card_number_mask() -> None:
+    """The handler for FastAPI's own validation errors masks field names and messages (no Kafka needed)."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/probe")
+    async def probe() -> None:
+        raise RequestValidationError([{"loc": ("body", PAN), "msg": f"bad {GROUPED[0]}", "type": "value_error"}])
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        response = await c.get("/probe")
+    assert response.status_code == 422 and not echoes_pan(response.text), response.text
+    assert response.json()["detail"][0]["field"] == "411111******1111"

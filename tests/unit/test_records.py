@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.pan import mask_pans_text
 from pipeline.records import RecordError, contains_pan, looks_like_pan, parse_label, parse_transaction
 from tests.contract.test_schemas import SCHEMA_BREAKS, VALID_TX, VALIDATOR_ONLY, mutate
 
@@ -73,7 +74,10 @@ def test_valid_transactions_round_trip() -> None:
     ("value", "pan"),
     [("4111111111111111", True), ("4111 1111 1111 1111", True), ("4111111111111112", False),
      ("card-4111111111111111", False), ("123456789012", False), ("5500-0000-0000-0004", True),
-     ("4111.1111.1111.1111", True)],
+     ("4111.1111.1111.1111", True), ("4111/1111/1111/1111", True), ("4111:1111:1111:1111", True),
+     ("4111+1111+1111+1111", True), ("4111=1111=1111=1111", True), ("4111_1111_1111_1111", True),
+     ("4111/1111:1111_1111", True), ("4111 - 1111 - 1111 - 1111", True), ("192.168.10.200:51234", False),
+     ("2026-12-02 18:20:00", False)],
 )  # fmt: skip
 def test_pan_detection(value: str, pan: bool) -> None:
     assert looks_like_pan(value) is pan
@@ -116,3 +120,61 @@ def test_pans_are_masked_in_kept_bytes() -> None:
 
     raw = b'{"card_id":"4111 1111 1111 1111","id":"1234567890123","t":"2026-11-24T10:00:00Z"}'
     assert mask_pans(raw) == b'{"card_id":"411111******1111","id":"1234567890123","t":"2026-11-24T10:00:00Z"}'
+
+
+PAN = "4111111111111111"
+#: A PAN as a person writes it: every separator, and mixes of them.
+WRITTEN = [
+    *(sep.join(PAN[i : i + 4] for i in range(0, 16, 4)) for sep in (" ", ".", "-", "/", ":", "+", "=", "_")),
+    "4111/1111:1111_1111", "4111 - 1111 - 1111 - 1111", "4111=1111+1111.1111",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("written", WRITTEN)
+@pytest.mark.parametrize("where", ["the whole card_id", "inside a device_id", "the whole transaction_id"])
+def test_a_pan_with_any_separator_is_refused_and_not_echoed(written: str, where: str) -> None:
+    field = {"the whole card_id": "card_id", "inside a device_id": "device_id"}.get(where, "transaction_id")
+    value = f"dev:{written}" if where.startswith("inside") else written
+    with pytest.raises(RecordError) as info:
+        parse_transaction(json.dumps(dict(VALID_TX, **{field: value})).encode())
+    assert field in info.value.reason and "card number" in info.value.reason, info.value.reason
+    assert "1111" not in info.value.reason.replace("411111******1111", "")
+
+
+@pytest.mark.parametrize("name", [PAN, *WRITTEN[3:]])
+def test_a_pan_as_a_field_name_is_masked_in_the_reason(name: str) -> None:
+    """The reason goes to the dead-letter header, the worker log and the API's 422: the PAN must not."""
+    label = {"transaction_id": "t", "label": "chargeback", "reported_at": "2026-11-01T00:00:00Z"}
+    for parse, doc in ((parse_transaction, VALID_TX), (parse_label, label)):
+        with pytest.raises(RecordError) as info:
+            parse(json.dumps(doc | {name: 1}).encode())
+        assert "411111******1111" in info.value.reason, info.value.reason
+        assert name not in info.value.reason and PAN not in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("card 4111111111111111 declined", "card 411111******1111 declined"),
+        ("4111/1111:1111_1111: Extra inputs", "411111******1111: Extra inputs"),
+        ("tok4111111111111111", "tok411111******1111"),  # glued to letters: refused nowhere, masked anyway
+        ("1234 4111 1111 1111 1111", "1234 411111******1111"),  # after other digit groups
+        ("amex 3782 822463 10005", "amex 378282*****0005"),
+        ("6011 0009 9013 9424 123", "601100******9424 123"),  # then a CVV
+        ("2026-12-02 18:20:00,123 INFO", "2026-12-02 18:20:00,123 INFO"),  # a log timestamp stays
+        ('"time":"2026-12-02T18:20:00.123+00:00"', '"time":"2026-12-02T18:20:00.123+00:00"'),
+        ("4111111111111112", "4111111111111112"),  # not Luhn-valid
+        ("offset=123456 partition=3", "offset=123456 partition=3"),
+    ],
+)
+def test_card_numbers_are_masked_in_text(text: str, masked: str) -> None:
+    assert mask_pans_text(text) == masked
+
+
+def test_a_label_source_with_a_control_character_is_refused() -> None:
+    """PostgreSQL refuses NUL in text (the sink would retry the label forever); a line break forges log lines."""
+    body = {"transaction_id": "t", "label": "chargeback", "reported_at": "2026-11-01T00:00:00Z"}
+    for bad in ("a\x00b", "issuer\nforged line", "tab\there"):
+        with pytest.raises(RecordError, match="source"):
+            parse_label(json.dumps(body | {"source": bad}).encode())
+    assert parse_label(json.dumps(body | {"source": "issuer (émetteur)"}).encode()).source == "issuer (émetteur)"
