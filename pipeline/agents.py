@@ -22,10 +22,10 @@ import orjson
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline import alignment, faust_internals, metrics, stages, wire
+from pipeline import alignment, faust_internals, metrics, replies, stages, wire
 from pipeline.acks import OrderedAcks
 from pipeline.admission import RESEEK_SECONDS, FaustPositions, GuardedTopic
-from pipeline.kafka.admin import CARD_TABLE, ENTITY_TABLE
+from pipeline.kafka.admin import CARD_TABLE, ENTITY_TABLE, TopicNames
 from pipeline.merge import EventTimeMerger
 from pipeline.models import LoadedModel
 from pipeline.progress import SourceProgress
@@ -208,7 +208,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             events = await card_in.admit(taken)
             if not events:
                 continue
-            records = [_record(e) for e in events]
+            records = [replies.screened(_record(e)) for e in events]
             result = stages.process_card_batch(records, card_table.data.get)
             sends = dead_letter_sends(result.dead_letters, kafka.transactions_topic)
             batch_progress = SourceProgress.of_batch(records, result.forwarded_ms, first_source=0)
@@ -406,13 +406,18 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 await asyncio.sleep(1.0)
         return holder.model
 
-    def replies(out: VerdictOut) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
-        reply_to = out.headers.get(wire.REPLY_TO_HEADER)
-        cid = out.headers.get(wire.CORRELATION_HEADER)
-        if not reply_to or not cid:
-            return []
-        headers = [(wire.CORRELATION_HEADER, cid.encode())]
-        return [(reply_to, out.transaction_id.encode(), out.value, 0, headers)]
+    routes = replies.ReplyRoutes(
+        prefix=kafka.reply_topic_prefix,
+        pipeline_topics={kafka.transactions_topic, kafka.verdicts_topic, kafka.labels_topic, kafka.dlq_topic,
+                         kafka.entity_topic, kafka.partials_topic, *changelogs.values()},
+        private_prefixes=[f"{worker.app_id}-"],
+        list_topics=TopicNames(kafka.bootstrap),
+        refresh_seconds=worker.reply_topics_refresh_seconds,
+    )  # fmt: skip
+
+    async def reply_to(out: VerdictOut) -> list[replies.Send]:
+        topic = await routes.target(out.headers)
+        return [] if topic is None else [replies.reply_send(topic, out.transaction_id, out.value, out.headers)]
 
     @app.agent(partials_topic, name="join_stage")
     async def join_stage(stream: Any) -> None:
@@ -422,13 +427,14 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             to_ack: list[Any] = []
             completed: list[stages.Joined] = []
             sends: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
+            reply_sends: list[replies.Send] = []
             for event in events:
                 partials = wire.decode_partials(event.message.value)
                 faust_internals.drop_payload(event)
                 join_acks.track(event.message.partition, event.message.offset, event, len(partials))
                 for partial in partials:
                     if partial["p"] == "dup":
-                        sends.extend(answer_repeat(partial))
+                        reply_sends.extend(await answer_repeat(partial))
                     done, ackable = joiner.add(partial, event, now_ms)
                     completed.extend(done)
                     to_ack.extend(ackable)
@@ -449,10 +455,11 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                         # keeping every verdict held 200k values (250 MB with features) on a backlog.
                         recent.put(out.transaction_id, out.value)
                     sends.append((kafka.verdicts_topic, out.transaction_id.encode(), out.value, None, None))
-                    sends.extend(replies(out))
+                    reply_sends.extend(await reply_to(out))
                     to_ack.extend(joined.tokens)
                     metrics.observe_verdict(out)
                 stats.joined += len(completed)
+            await replies.send_replies(producer, reply_sends, routes)
             if sends:
                 await send_all(sends)
             for event in to_ack:
@@ -463,7 +470,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             metrics.BATCH_SIZE.labels("join").observe(len(events))
             regulate()
 
-    def answer_repeat(partial: dict[str, Any]) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
+    async def answer_repeat(partial: dict[str, Any]) -> list[replies.Send]:
         """A caller re-sent a transaction already decided: give it the same verdict again."""
         headers = partial.get("h") or {}
         if not headers.get(wire.REPLY_TO_HEADER):
@@ -473,7 +480,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             # Decided too long ago to be remembered here: tell the gateway, which reads the database.
             value = orjson.dumps({"transaction_id": partial["id"], "error": "duplicate"})
         out = VerdictOut(partial["id"], value, headers, "", 0.0, [])
-        return replies(out)
+        return await reply_to(out)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -31,8 +31,9 @@ class KafkaSettings(BaseModel):
     entity_topic: str = "riskstream.by-entity"
     #: Partial feature vectors keyed by transaction_id, joined before scoring.
     partials_topic: str = "riskstream.partials"
-    #: Prefix of per-gateway-instance reply topics (request-reply).
-    reply_topic_prefix: str = "riskstream.replies."
+    #: Prefix of per-gateway-instance reply topics (request-reply). The worker sends a reply only to an
+    #: existing topic under it, never to whatever a `reply-to` header names (pipeline.replies).
+    reply_topic_prefix: str = Field("riskstream.replies.", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
 
 
 class LocalKafkaSettings(BaseModel):
@@ -85,6 +86,9 @@ class WorkerSettings(BaseModel):
     #: Consumer-group session timeout: how long a dead worker keeps its partitions.
     session_timeout_seconds: float = Field(10.0, ge=6, le=300)
     dedup_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
+    #: Shortest time between two reads of the broker's topic list when a reply names a topic not in it
+    #: (a new gateway's reply topic; or a name that does not exist, then ignored: pipeline.replies).
+    reply_topics_refresh_seconds: float = Field(2.0, gt=0, le=60)
 
 
 class ModelSettings(BaseModel):
