@@ -484,7 +484,8 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                         # Only a caller waiting for a reply is answered again on a repeat (answer_repeat);
                         # keeping every verdict held 200k values (250 MB with features) on a backlog.
                         recent.put(out.transaction_id, out.value)
-                    sends.append((kafka.verdicts_topic, out.transaction_id.encode(), out.value, None, None))
+                    sends.append((kafka.verdicts_topic, out.transaction_id.encode(), out.value, None,
+                                  out.record_headers()))  # fmt: skip
                     reply_sends.extend(await reply_to(out))
                     to_ack.extend(joined.tokens)
                     metrics.observe_verdict(out)

@@ -23,6 +23,9 @@ REPLY_TO_HEADER = "reply-to"
 REASON_HEADER = "riskstream-error"
 #: A producer asks for the feature vector in this transaction's verdict (debugging, backtests).
 EMIT_FEATURES_HEADER = "riskstream-emit-features"
+#: On each record of the verdicts topic: the transaction the verdict decides, as the worker accepted it (the
+#: JSON its producer sent). The sink stores the audit copy from it, never from the raw input.
+TRANSACTION_HEADER = "riskstream-transaction"
 
 
 @dataclass(frozen=True, slots=True)
