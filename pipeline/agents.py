@@ -22,10 +22,11 @@ import orjson
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline import alignment, faust_internals, metrics, stages, wire
+from pipeline import alignment, dead_letters, faust_internals, isolation, metrics, replies, size_limits, stages, wire
 from pipeline.acks import OrderedAcks
 from pipeline.admission import RESEEK_SECONDS, FaustPositions, GuardedTopic
-from pipeline.kafka.admin import CARD_TABLE, ENTITY_TABLE
+from pipeline.health import Health, InputPosition
+from pipeline.kafka.admin import CARD_TABLE, ENTITY_TABLE, TopicNames
 from pipeline.merge import EventTimeMerger
 from pipeline.progress import Marker, SourceProgress
 from pipeline.registry import LoadedModel
@@ -84,6 +85,8 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     partitions = kafka.partitions
     batch, within = worker.batch_size, worker.batch_window_seconds
     stats = WorkerStats()
+    sizes = size_limits.configure(app, settings)  # before the producer exists: it sizes it
+    health = Health(["card", "label", "entity", "join"], stall_seconds=worker.stall_seconds)
 
     tx_topic = app.topic(kafka.transactions_topic, partitions=partitions)
     labels_topic = app.topic(kafka.labels_topic, partitions=partitions)
@@ -187,9 +190,11 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         else:
             targets = sorted(by_partition.keys() | progress.held_by(m[0] for m in markers))
         progress.told(markers, targets)
+        most = sizes.value_max(kafka.entity_topic)
         return [
-            (kafka.entity_topic, None, wire.entity_batch(by_partition.get(q, []), markers, taken_ms), q, None)
+            (kafka.entity_topic, None, value, q, None)
             for q in targets
+            for value in wire.entity_batches(by_partition.get(q, []), markers, taken_ms, most)
         ]
 
     def partial_sends(
@@ -199,34 +204,34 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         by_partition: dict[int, list[bytes]] = {}
         for key, partial in partials:
             by_partition.setdefault(wire.partition_for(key, partitions), []).append(partial)
-        return [(kafka.partials_topic, None, wire.partials_batch(v), q, None) for q, v in by_partition.items()]
+        most = sizes.value_max(kafka.partials_topic)
+        return [
+            (kafka.partials_topic, None, value, q, None)
+            for q, v in by_partition.items()
+            for value in wire.partials_batches(v, most)
+        ]
 
     def dead_letter_sends(
-        dead_letters: Sequence[stages.DeadLetter], topic: str
+        dead: Sequence[stages.DeadLetter], topic: str
     ) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
-        sends: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
-        for dl in dead_letters:
-            headers = [
-                (wire.REASON_HEADER, dl.reason.encode()),
-                ("source-topic", topic.encode()),
-                ("source-partition", str(dl.partition).encode()),
-                ("source-offset", str(dl.offset).encode()),
-            ]
-            log.warning(
-                "dead letter topic=%s partition=%d offset=%d reason=%s", topic, dl.partition, dl.offset, dl.reason
-            )
-            sends.append((kafka.dlq_topic, dl.key, dl.value or b"", None, headers))
-        return sends
+        """The DLQ copies, each cut to fit the DLQ (pipeline.dead_letters)."""
+        most = sizes.record_max(kafka.dlq_topic)
+        return dead_letters.dead_letter_sends(
+            dead, source_topic=topic, dlq_topic=kafka.dlq_topic, max_record_bytes=most
+        )
 
     @app.agent(tx_topic, name="card_stage")
+    @health.watched("card")
     async def card_stage(stream: Any) -> None:
         async for taken in stream.noack_take(batch, within=within):
             taken_ms = int(time.time() * 1000)  # these records were appended before now (pipeline.merge)
             events = await card_in.admit(taken)
             if not events:
                 continue
-            records = [_record(e) for e in events]
-            result = stages.process_card_batch(records, card_table.data.get)
+            records = [replies.screened(_record(e)) for e in events]
+            accepted, too_large = isolation.refuse_too_large(records, worker.max_transaction_bytes)
+            result = isolation.card_batch(accepted, card_table.data.get)
+            result.dead_letters.extend(too_large)
             sends = dead_letter_sends(result.dead_letters, kafka.transactions_topic)
             batch_progress = SourceProgress.of_batch(records, result.forwarded_ms, first_source=0)
             markers = await progress.markers(own_sources(batch_progress.offsets), batch_progress)
@@ -247,6 +252,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             regulate()
 
     @app.agent(labels_topic, name="label_stage")
+    @health.watched("label")
     async def label_stage(stream: Any) -> None:
         """Labels to their merchant's entity partition, in the same event-time merge as transactions."""
         async for taken in stream.noack_take(batch, within=within):
@@ -255,7 +261,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             if not events:
                 continue
             records = [_record(e) for e in events]
-            result = stages.process_label_batch(records, first_source=partitions)
+            result = isolation.label_batch(records, first_source=partitions)
             sends = dead_letter_sends(result.dead_letters, kafka.labels_topic)
             batch_progress = SourceProgress.of_batch(records, result.forwarded_ms, first_source=partitions)
             markers = await progress.markers(own_sources(batch_progress.offsets), batch_progress)
@@ -343,14 +349,20 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     entity_acks: OrderedAcks[Any] = OrderedAcks()
 
     @app.agent(entity_topic, name="entity_stage")
+    @health.watched("entity")
     async def entity_stage(stream: Any) -> None:
         async for taken in stream.noack_take(batch, within=within):
             events = await entity_in.admit(taken)
             touched: set[int] = set()
             now_ms = int(time.time() * 1000)
+            dead: list[stages.DeadLetter] = []
             for event in events:
                 message = event.message
-                items, markers, taken_ms = wire.decode_entity_batch(message.value)
+                try:
+                    items, markers, taken_ms = wire.decode_entity_batch(message.value, 2 * partitions)
+                except wire.MalformedRecord as e:
+                    dead.append(isolation.malformed("entity", message, e.reason))
+                    items, markers, taken_ms = [], [], 0
                 faust_internals.drop_payload(event)
                 entity_acks.track(message.partition, message.offset, event, len(items))
                 merger = mergers.get(message.partition)
@@ -374,8 +386,10 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                     merger.mark(source, forwarded, is_caught_up, now_ms=now_ms, as_of_ms=as_of_ms)
             released = [pair for p in sorted(touched) for pair in mergers[p].release()]
             if released:
-                result = stages.process_entity_items((item for item, _ in released), entity_table.data.get)
-                await send_all(partial_sends(result.partials))
+                outcome = isolation.entity_items([item for item, _ in released], entity_table.data.get)
+                result = outcome.result
+                dead.extend(isolation.failed_items(outcome.failed, released))
+                await send_all([*partial_sends(result.partials), *dead_letter_sends(dead, kafka.entity_topic)])
                 await write_state(entity_table, result.state_writes)
                 stats.late_or_redelivered += result.late_or_redelivered
                 stats.labels_applied += result.labels_applied
@@ -385,6 +399,9 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 metrics.RECORDS.labels("entity").inc(len(released))
                 for _, event in released:
                     entity_acks.done(event.message.partition, event.message.offset)
+            elif dead:
+                await send_all(dead_letter_sends(dead, kafka.entity_topic))
+            metrics.DEAD_LETTERS.inc(len(dead))
             for event in entity_acks.pop_ready():
                 await stream.ack(event)
             stats.batches["entity"] += 1
@@ -420,15 +437,21 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 await asyncio.sleep(1.0)
         return holder.model
 
-    def replies(out: VerdictOut) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
-        reply_to = out.headers.get(wire.REPLY_TO_HEADER)
-        cid = out.headers.get(wire.CORRELATION_HEADER)
-        if not reply_to or not cid:
-            return []
-        headers = [(wire.CORRELATION_HEADER, cid.encode())]
-        return [(reply_to, out.transaction_id.encode(), out.value, 0, headers)]
+    routes = replies.ReplyRoutes(
+        prefix=kafka.reply_topic_prefix,
+        pipeline_topics={kafka.transactions_topic, kafka.verdicts_topic, kafka.labels_topic, kafka.dlq_topic,
+                         kafka.entity_topic, kafka.partials_topic, *changelogs.values()},
+        private_prefixes=[f"{worker.app_id}-"],
+        list_topics=TopicNames(kafka.bootstrap),
+        refresh_seconds=worker.reply_topics_refresh_seconds,
+    )  # fmt: skip
+
+    async def reply_to(out: VerdictOut) -> list[replies.Send]:
+        topic = await routes.target(out.headers)
+        return [] if topic is None else [replies.reply_send(topic, out.transaction_id, out.value, out.headers)]
 
     @app.agent(partials_topic, name="join_stage")
+    @health.watched("join")
     async def join_stage(stream: Any) -> None:
         async for taken in stream.noack_take(batch, within=within):
             events = await join_in.admit(taken)
@@ -436,13 +459,19 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             to_ack: list[Any] = []
             completed: list[stages.Joined] = []
             sends: list[tuple[str, bytes | None, bytes, int | None, Any]] = []
+            reply_sends: list[replies.Send] = []
+            dead: list[stages.DeadLetter] = []
             for event in events:
-                partials = wire.decode_partials(event.message.value)
+                try:
+                    partials = wire.decode_partials(event.message.value)
+                except wire.MalformedRecord as e:
+                    dead.append(isolation.malformed("join", event.message, e.reason))
+                    partials = []
                 faust_internals.drop_payload(event)
                 join_acks.track(event.message.partition, event.message.offset, event, len(partials))
                 for partial in partials:
                     if partial["p"] == "dup":
-                        sends.extend(answer_repeat(partial))
+                        reply_sends.extend(await answer_repeat(partial))
                     done, ackable = joiner.add(partial, event, now_ms)
                     completed.extend(done)
                     to_ack.extend(ackable)
@@ -456,17 +485,27 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 to_ack.extend(tokens)
             if completed:
                 model = await serving_model()
-                verdicts = build_verdicts(completed, model, rules_watcher.rules, emit_features=worker.emit_features)
-                for joined, out in zip(completed, verdicts, strict=True):
+                build = functools.partial(
+                    build_verdicts, model=model, rules=rules_watcher.rules, emit_features=worker.emit_features
+                )
+                verdicts, failed = isolation.score(completed, build)
+                for joined, reason in failed:
+                    dead.append(isolation.unscored(joined, reason))
+                    to_ack.extend(joined.tokens)
+                for joined, out in verdicts:
                     if out.headers.get(wire.REPLY_TO_HEADER):
                         # Only a caller waiting for a reply is answered again on a repeat (answer_repeat);
                         # keeping every verdict held 200k values (250 MB with features) on a backlog.
                         recent.put(out.transaction_id, out.value)
-                    sends.append((kafka.verdicts_topic, out.transaction_id.encode(), out.value, None, None))
-                    sends.extend(replies(out))
+                    sends.append((kafka.verdicts_topic, out.transaction_id.encode(), out.value, None,
+                                  out.record_headers()))  # fmt: skip
+                    reply_sends.extend(await reply_to(out))
                     to_ack.extend(joined.tokens)
                     metrics.observe_verdict(out)
-                stats.joined += len(completed)
+                stats.joined += len(verdicts)
+            sends.extend(dead_letter_sends(dead, kafka.partials_topic))
+            metrics.DEAD_LETTERS.inc(len(dead))
+            await replies.send_replies(producer, reply_sends, routes)
             if sends:
                 await send_all(sends)
             for event in to_ack:
@@ -477,7 +516,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             metrics.BATCH_SIZE.labels("join").observe(len(events))
             regulate()
 
-    def answer_repeat(partial: dict[str, Any]) -> list[tuple[str, bytes | None, bytes, int | None, Any]]:
+    async def answer_repeat(partial: dict[str, Any]) -> list[replies.Send]:
         """A caller re-sent a transaction already decided: give it the same verdict again."""
         headers = partial.get("h") or {}
         if not headers.get(wire.REPLY_TO_HEADER):
@@ -487,7 +526,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             # Decided too long ago to be remembered here: tell the gateway, which reads the database.
             value = orjson.dumps({"transaction_id": partial["id"], "error": "duplicate"})
         out = VerdictOut(partial["id"], value, headers, "", 0.0, [])
-        return replies(out)
+        return await reply_to(out)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -499,9 +538,31 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         # aiohttp wants the charset apart from the content type.
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
+    def health_report() -> Any:
+        held = set(holding)
+        report = health.report(
+            [
+                InputPosition(source.stage, tp.topic, tp.partition, source.guard.expected(tp.partition),
+                              positions.highwater(tp), tp in held)
+                for tp in positions.assignment()
+                if (source := guarded.get(tp.topic)) is not None
+            ],
+            settling=bool(app.rebalancing or app.in_recovery),
+            waiting_for={"join": "a model"} if holder.model is None else {},
+        )  # fmt: skip
+        return report, {**report.body(), "model_version": holder.model.version if holder.model else None}
+
     @app.page("/healthz")
     async def health_page(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "model_version": holder.model.version if holder.model else None})
+        """Liveness: every stage runs and none is stuck with records left (pipeline.health)."""
+        report, body = health_report()
+        return web.json(body, status=200 if report.live else 503)
+
+    @app.page("/readyz")
+    async def ready_page(web: Any, request: Any) -> Any:
+        """Readiness: live, and a model to score with."""
+        report, body = health_report()
+        return web.json(body, status=200 if report.ready else 503)
 
     @app.timer(PROGRESS_LOG_SECONDS)
     async def log_progress() -> None:

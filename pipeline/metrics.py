@@ -48,6 +48,14 @@ LATENCY = Histogram(
     "From the transaction's arrival at the worker to its verdict",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+REPLIES_IGNORED = Counter(
+    "riskstream_worker_replies_ignored_total",
+    "Replies not sent although a transaction's headers asked for one (its verdict is on the verdicts topic "
+    "all the same), by reason: invalid_name (not a valid Kafka topic name), not_a_reply_topic (outside the "
+    "reply prefix, or a pipeline topic), unknown_topic (no such topic on the broker), header_too_long "
+    "(reply-to or correlation-id over 249 bytes, dropped at the card stage), send_failed",
+    ["reason"],
+)
 EXPIRED_JOINS = Counter("riskstream_worker_expired_joins_total", "Transactions whose partials never all arrived")
 MODEL_INFO = Gauge("riskstream_worker_model_info", "The model version serving (value 1)", ["version"])
 RULES_INFO = Gauge("riskstream_worker_rules_info", "The rules version serving (value 1)", ["version"])

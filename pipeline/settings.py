@@ -31,8 +31,9 @@ class KafkaSettings(BaseModel):
     entity_topic: str = "riskstream.by-entity"
     #: Partial feature vectors keyed by transaction_id, joined before scoring.
     partials_topic: str = "riskstream.partials"
-    #: Prefix of per-gateway-instance reply topics (request-reply).
-    reply_topic_prefix: str = "riskstream.replies."
+    #: Prefix of per-gateway-instance reply topics (request-reply). The worker sends a reply only to an
+    #: existing topic under it, never to whatever a `reply-to` header names (pipeline.replies).
+    reply_topic_prefix: str = Field("riskstream.replies.", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
 
 
 class LocalKafkaSettings(BaseModel):
@@ -85,6 +86,16 @@ class WorkerSettings(BaseModel):
     #: Consumer-group session timeout: how long a dead worker keeps its partitions.
     session_timeout_seconds: float = Field(10.0, ge=6, le=300)
     dedup_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
+    #: Largest transaction record (value bytes) the card stage accepts; larger ones are dead-lettered. A valid
+    #: transaction is a few hundred bytes; the gateway refuses bodies over its max_body_bytes (64 KB) too.
+    #: The internal topics must accept about twice this (the worker checks at start).
+    max_transaction_bytes: int = Field(64 * 1024, ge=1024, le=400_000)
+    #: A stage with records left on an input partition whose position has not moved for this long is stuck:
+    #: /healthz and /readyz fail (pipeline.health).
+    stall_seconds: float = Field(60.0, gt=0)
+    #: Shortest time between two reads of the broker's topic list when a reply names a topic not in it
+    #: (a new gateway's reply topic; or a name that does not exist, then ignored: pipeline.replies).
+    reply_topics_refresh_seconds: float = Field(2.0, gt=0, le=60)
 
 
 class ModelSettings(BaseModel):

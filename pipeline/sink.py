@@ -1,5 +1,11 @@
 """The sink: verdicts, the audit copy of transactions and labels from Kafka into the database.
 
+The audit copy of a transaction is what the worker accepted, read from the record of its verdict (the
+`riskstream-transaction` header), never a second reading of the raw input: reading `transactions` again
+stored records the worker had dead-lettered (a key that is not the card_id, a null or invalid key) and,
+for a transaction_id sent twice, possibly another copy than the one decided. A transaction is stored only
+with a verdict that decides it, in the same database transaction (`save_decisions`).
+
 At-least-once from Kafka, exactly-once in the database: each batch is written (duplicates ignored by
 unique `transaction_id`), committed, and only then are the batch's Kafka offsets committed. A crash
 between the two replays the batch, which changes nothing. While the database is down the batch is
@@ -20,14 +26,21 @@ from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
 from pipeline.db.engine import DatabaseError
-from pipeline.db.repository import save_labels, save_transactions, save_verdicts
-from pipeline.records import Label, RecordError, Transaction, Verdict, parse_label, parse_transaction
+from pipeline.db.repository import save_decisions, save_labels
+from pipeline.records import Label, RecordError, Transaction, Verdict, epoch_ms, parse_label, parse_transaction
 from pipeline.settings import Settings
+from pipeline.wire import TRANSACTION_HEADER
 
 log = logging.getLogger("riskstream.sink")
 
 STORED = Counter("riskstream_sink_records_stored_total", "New rows written, by kind", ["kind"])
-SKIPPED = Counter("riskstream_sink_records_skipped_total", "Undecodable records skipped, by kind", ["kind"])
+SKIPPED = Counter(
+    "riskstream_sink_records_skipped_total",
+    "Records (or a verdict's transaction) not stored, by kind: verdict, label (undecodable), transaction (a "
+    "verdict record whose transaction header is missing, invalid or disagrees with it, or a transaction that "
+    "disagrees with the verdict already stored for its id)",
+    ["kind"],
+)
 BATCHES = Counter("riskstream_sink_batches_total", "Batches committed to the database and Kafka")
 DB_FAILURES = Counter("riskstream_sink_db_failures_total", "Failed attempts to write a batch")
 LAST_COMMIT = Gauge("riskstream_sink_last_commit_timestamp_seconds", "When the last batch was committed")
@@ -46,36 +59,65 @@ class Batch:
         return len(self.verdicts) + len(self.transactions) + len(self.labels)
 
 
+def decided_transaction(verdict: Verdict, headers: Iterable[tuple[str, bytes]] | None) -> Transaction | None:
+    """The transaction a verdict record carries, when it is valid and the verdict decides it; else None."""
+    raw = dict(headers or ()).get(TRANSACTION_HEADER)
+    if raw is None:
+        return None
+    try:
+        tx = parse_transaction(raw)
+    except RecordError:
+        return None
+    same = (
+        tx.transaction_id == verdict.transaction_id
+        and (tx.card_id, tx.merchant_id, tx.amount, tx.currency)
+        == (verdict.card_id, verdict.merchant_id, verdict.amount, verdict.currency)
+        and epoch_ms(tx.timestamp) == epoch_ms(verdict.event_time)
+    )
+    return tx if same else None
+
+
 def decode_batch(records: Iterable[Any], settings: Settings) -> Batch:
-    """Decode records of the three topics; undecodable ones are logged with their position and skipped."""
+    """Decode verdicts (with the transactions they decide) and labels; undecodable records are logged with
+    their position and skipped."""
     kafka = settings.kafka
     batch = Batch()
+    without: list[tuple[int, int]] = []
     for r in records:
         batch.offsets[(r.topic, r.partition)] = max(batch.offsets.get((r.topic, r.partition), 0), r.offset + 1)
         try:
             if r.topic == kafka.verdicts_topic:
-                batch.verdicts.append(Verdict.model_validate_json(r.value))
-            elif r.topic == kafka.transactions_topic:
-                batch.transactions.append(parse_transaction(r.value))
+                verdict = Verdict.model_validate_json(r.value)
+                batch.verdicts.append(verdict)
+                tx = decided_transaction(verdict, r.headers)
+                if tx is None:
+                    without.append((r.partition, r.offset))
+                else:
+                    batch.transactions.append(tx)
             elif r.topic == kafka.labels_topic:
                 batch.labels.append(parse_label(r.value))
         except (ValidationError, RecordError, ValueError, TypeError) as e:
-            kind = "transaction" if r.topic == kafka.transactions_topic else r.topic
-            SKIPPED.labels(kind).inc()
-            if r.topic != kafka.transactions_topic:  # invalid transactions are the worker's DLQ business
-                log.warning("skipping undecodable record topic=%s partition=%d offset=%d: %s",
-                            r.topic, r.partition, r.offset, str(e).splitlines()[0])  # fmt: skip
+            SKIPPED.labels("verdict" if r.topic == kafka.verdicts_topic else "label").inc()
+            log.warning("skipping undecodable record topic=%s partition=%d offset=%d: %s",
+                        r.topic, r.partition, r.offset, str(e).splitlines()[0])  # fmt: skip
+    if without:  # verdicts of a worker before this version, or not written by a worker: no audit copy
+        SKIPPED.labels("transaction").inc(len(without))
+        log.warning("%d verdicts without a valid transaction of their own (no audit copy stored), e.g. "
+                    "partition %d offset %d", len(without), *without[0])  # fmt: skip
     return batch
 
 
 def write_batch(sessions: Any, batch: Batch) -> dict[str, int]:
     """Write one batch (idempotent). Raises DatabaseError; the caller retries the same batch."""
     with sessions() as session:
-        return {
-            "transaction": save_transactions(session=session, transactions=batch.transactions),
-            "verdict": save_verdicts(session=session, verdicts=batch.verdicts),
-            "label": save_labels(session=session, labels=batch.labels),
-        }
+        verdicts, transactions, refused = save_decisions(
+            session=session, verdicts=batch.verdicts, transactions=batch.transactions
+        )
+        if refused:
+            SKIPPED.labels("transaction").inc(refused)
+            log.warning("%d transactions not stored: the verdict stored for their id decides another", refused)
+        return {"transaction": transactions, "verdict": verdicts,
+                "label": save_labels(session=session, labels=batch.labels)}  # fmt: skip
 
 
 def backoff_delays(initial_s: float = 0.5, cap_s: float = 10.0) -> Iterable[float]:
@@ -97,7 +139,7 @@ class Sink:
 
     def topics(self) -> Sequence[str]:
         k = self.settings.kafka
-        return (k.verdicts_topic, k.transactions_topic, k.labels_topic)
+        return (k.verdicts_topic, k.labels_topic)
 
     async def run(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition

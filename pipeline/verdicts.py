@@ -21,7 +21,7 @@ from pipeline.reasons import model_reasons
 from pipeline.registry import LoadedModel
 from pipeline.rules import RuleSet, decide
 from pipeline.stages import Joined
-from pipeline.wire import EMIT_FEATURES_HEADER
+from pipeline.wire import EMIT_FEATURES_HEADER, TRANSACTION_HEADER
 
 FLAGGED = frozenset({"review", "decline", "challenge"})
 #: Top model reasons per flagged verdict.
@@ -36,6 +36,12 @@ class VerdictOut:
     decision: str
     latency_ms: float
     rules: list[dict[str, Any]]
+    #: The transaction decided, as accepted (sent on the verdict record: see `record_headers`).
+    transaction: bytes = b""
+
+    def record_headers(self) -> list[tuple[str, bytes]]:
+        """Headers of the verdict's record on the verdicts topic."""
+        return [(TRANSACTION_HEADER, self.transaction)] if self.transaction else []
 
 
 def _iso(epoch_ms: float) -> str:
@@ -104,6 +110,7 @@ def build_verdicts(
                 decision=verdict["decision"],
                 latency_ms=verdict["latency_ms"],
                 rules=verdict["rules"],
+                transaction=joined.card["raw"].encode(),
             )
         )
     return out

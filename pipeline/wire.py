@@ -24,6 +24,9 @@ REPLY_TO_HEADER = "reply-to"
 REASON_HEADER = "riskstream-error"
 #: A producer asks for the feature vector in this transaction's verdict (debugging, backtests).
 EMIT_FEATURES_HEADER = "riskstream-emit-features"
+#: On each record of the verdicts topic: the transaction the verdict decides, as the worker accepted it (the
+#: JSON its producer sent). The sink stores the audit copy from it, never from the raw input.
+TRANSACTION_HEADER = "riskstream-transaction"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +78,105 @@ def entity_batch(items: list[bytes], markers: Sequence[tuple[int, int, bool, int
     return b'{"i":[' + b",".join(items) + b'],"c":' + str(taken_ms).encode() + b',"m":' + orjson.dumps(markers) + b"}"
 
 
-def decode_entity_batch(value: bytes) -> tuple[list[dict[str, Any]], list[tuple[int, int, bool, int]], int]:
-    """(items, markers, taken_ms). Records of workers before the as-of times (a rolling upgrade) read as
-    items taken at 0 and claims as of 0: such a claim vouches for none of today's items."""
-    record = orjson.loads(value)
-    markers = [(m[0], m[1], m[2], m[3] if len(m) > 3 else 0) for m in record["m"]]
-    return record["i"], markers, int(record.get("c", 0))
+def entity_batches(
+    items: list[bytes], markers: Sequence[tuple[int, int, bool, int]], taken_ms: int, max_bytes: int
+) -> list[bytes]:
+    """`entity_batch` split into records of at most `max_bytes` (one item alone may be larger), the markers
+    in the last: a marker promises that every item before it was sent, so it must come after all of them."""
+    tail = len(orjson.dumps(markers)) + 40
+    chunks: list[list[bytes]] = [[]]
+    size = 0
+    for item in items:
+        if chunks[-1] and size + len(item) + 1 + tail > max_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += len(item) + 1
+    return [entity_batch(chunk, markers if i == len(chunks) - 1 else [], taken_ms) for i, chunk in enumerate(chunks)]
+
+
+class MalformedRecord(ValueError):
+    """An internal record that no stage wrote (or a stage of another version): `reason` says what is wrong."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _loads(value: bytes | None) -> Any:
+    if value is None:
+        raise MalformedRecord("malformed internal record: empty (tombstone)")
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise MalformedRecord("malformed internal record: not valid JSON") from None
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int
+
+
+_NUMBER_TYPES = frozenset({int, float, type(None)})
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, list) and _NUMBER_TYPES.issuperset(map(type, value))
+
+
+_STRING_TYPE = frozenset({str})
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and _STRING_TYPE.issuperset(map(type, value))
+
+
+def _headers(value: Any) -> bool:
+    return value is None or (isinstance(value, dict) and _STRING_TYPE.issuperset(map(type, value.values())))
+
+
+def _entity_item_problem(item: Any, sources: int) -> str | None:
+    if not isinstance(item, dict):
+        return "not an object"
+    if not isinstance(item.get("e"), str) or not isinstance(item.get("id"), str) or not item["id"]:
+        return "e and id must be strings"
+    if not _is_int(item.get("s")) or not 0 <= item["s"] < sources or not _is_int(item.get("t")):
+        return "s must be a source number and t an integer"
+    if not isinstance(item.get("r", {}), dict):
+        return "r must be an object"
+    label = item.get("l")
+    if label is not None and not (
+        isinstance(label, list) and len(label) == 2 and isinstance(label[0], str) and isinstance(label[1], bool)
+    ):
+        return "l must be [transaction_id, is_fraud]"
+    return None
+
+
+def decode_entity_batch(
+    value: bytes | None, sources: int
+) -> tuple[list[dict[str, Any]], list[tuple[int, int, bool, int]], int]:
+    """(items, markers, taken_ms) of an entity record; MalformedRecord when it is not one a card or label stage
+    wrote for `sources` merge sources (its fields are used without further checks). Records of workers before
+    the as-of times (a rolling upgrade) read as items taken at 0 and claims as of 0: such a claim vouches for
+    none of today's items (pipeline.merge)."""
+    record = _loads(value)
+    if not isinstance(record, dict) or not isinstance(record.get("i"), list) or not isinstance(record.get("m"), list):
+        raise MalformedRecord('malformed internal record: not an entity batch {"i": [...], "m": [...]}')
+    taken_ms = record.get("c", 0)
+    if not _is_int(taken_ms):
+        raise MalformedRecord("malformed internal record: c (taken at) must be an integer")
+    for n, item in enumerate(record["i"]):
+        problem = _entity_item_problem(item, sources)
+        if problem is not None:
+            raise MalformedRecord(f"malformed internal record: entity item {n}: {problem}")
+    markers: list[tuple[int, int, bool, int]] = []
+    for marker in record["m"]:
+        if not (
+            isinstance(marker, list) and len(marker) in (3, 4) and _is_int(marker[0]) and 0 <= marker[0] < sources
+            and _is_int(marker[1]) and isinstance(marker[2], bool) and (len(marker) == 3 or _is_int(marker[3]))
+        ):  # fmt: skip
+            raise MalformedRecord("malformed internal record: a marker is not [source, event time, caught up, as of]")
+        markers.append((marker[0], marker[1], marker[2], marker[3] if len(marker) == 4 else 0))
+    return record["i"], markers, taken_ms
 
 
 def encode_partial(payload: dict[str, Any]) -> bytes:
@@ -91,8 +187,50 @@ def partials_batch(partials: list[bytes]) -> bytes:
     return b"[" + b",".join(partials) + b"]"
 
 
-def decode_partials(value: bytes) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = orjson.loads(value)
+def partials_batches(partials: list[bytes], max_bytes: int) -> list[bytes]:
+    """`partials_batch` split into records of at most `max_bytes` (one partial alone may be larger)."""
+    chunks: list[list[bytes]] = [[]]
+    size = 2
+    for partial in partials:
+        if chunks[-1] and size + len(partial) + 1 > max_bytes:
+            chunks.append([])
+            size = 2
+        chunks[-1].append(partial)
+        size += len(partial) + 1
+    return [partials_batch(chunk) for chunk in chunks if chunk]
+
+
+def _partial_problem(partial: Any) -> str | None:
+    if not isinstance(partial, dict):
+        return "not an object"
+    if not isinstance(partial.get("id"), str) or not partial["id"] or not isinstance(partial.get("p"), str):
+        return "id and p must be strings"
+    kind = partial["p"]
+    if kind == "dup":
+        return None if _headers(partial.get("h")) else "h must map header names to strings"
+    if kind != "card":
+        return None if _numbers(partial.get("v")) else "v must be a list of numbers"
+    if (
+        not _strings(partial.get("parts"))
+        or not _is_int(partial.get("t"))
+        or type(partial.get("in")) not in (int, float)
+    ):
+        return "a card partial needs parts, t and in"
+    if not _numbers(partial.get("tx")) or not _numbers(partial.get("card")) or not isinstance(partial.get("raw"), str):
+        return "a card partial needs tx, card and raw"
+    return None if _headers(partial.get("h")) else "h must map header names to strings"
+
+
+def decode_partials(value: bytes | None) -> list[dict[str, Any]]:
+    """The partials of a partials record; MalformedRecord when it is not one a stage wrote (their fields are
+    used without further checks)."""
+    result = _loads(value)
+    if not isinstance(result, list):
+        raise MalformedRecord("malformed internal record: not a list of partials")
+    for n, partial in enumerate(result):
+        problem = _partial_problem(partial)
+        if problem is not None:
+            raise MalformedRecord(f"malformed internal record: partial {n}: {problem}")
     return result
 
 

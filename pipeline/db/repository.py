@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.db.engine import RiskstreamDbError, classify_error
 from pipeline.db.orm import Base, LabelRow, ModelVersionRow, RuleVersionRow, TransactionRow, VerdictRow
-from pipeline.records import Label, Transaction, Verdict
+from pipeline.records import Label, Transaction, Verdict, epoch_ms
 
 #: Wire transaction fields in schema order: the columns `labelled_history` returns before the labels.
 TRANSACTION_FIELDS: Final[tuple[str, ...]] = tuple(Transaction.model_fields)
@@ -181,6 +181,51 @@ def save_transactions(*, session: Session, transactions: Sequence[Transaction]) 
         inserted = _insert_ignoring_duplicates(session, _table(TransactionRow), rows, ("transaction_id",))
         session.commit()
     return inserted
+
+
+#: Ids per `IN (...)` lookup (SQLite before 3.32 allows 999 parameters).
+_LOOKUP_CHUNK: Final = 500
+
+
+def _agrees(verdict: Any, tx: Transaction) -> bool:
+    """Whether a stored verdict (row) decides this transaction: the fields both carry are equal."""
+    return (
+        verdict.card_id == tx.card_id
+        and verdict.merchant_id == tx.merchant_id
+        and verdict.amount == tx.amount
+        and verdict.currency == tx.currency
+        and epoch_ms(verdict.event_time) == epoch_ms(tx.timestamp)
+    )
+
+
+def save_decisions(
+    *, session: Session, verdicts: Sequence[Verdict], transactions: Sequence[Transaction]
+) -> tuple[int, int, int]:
+    """Store verdicts and the transactions they decide, in one database transaction.
+
+    The audit copy of a transaction is stored only beside a stored verdict that decides it (same card,
+    merchant, amount, currency and event time; first copy per transaction_id wins in each table), so a
+    transaction row never exists without its verdict row or disagrees with it. Returns how many verdicts and
+    transactions were new, and how many transactions were refused for lack of an agreeing verdict.
+    """
+    with _database_errors(session, f"saving {len(verdicts)} verdicts and {len(transactions)} transactions"):
+        new_verdicts = _insert_ignoring_duplicates(
+            session, _table(VerdictRow), [_verdict_row(v) for v in verdicts], ("transaction_id",)
+        )
+        ids = sorted({t.transaction_id for t in transactions})
+        stored: dict[str, Any] = {}
+        columns = (VerdictRow.transaction_id, VerdictRow.card_id, VerdictRow.merchant_id, VerdictRow.amount,
+                   VerdictRow.currency, VerdictRow.event_time)  # fmt: skip
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[start : start + _LOOKUP_CHUNK]
+            stored.update((row.transaction_id, row) for row in session.execute(
+                select(*columns).where(VerdictRow.transaction_id.in_(chunk))))  # fmt: skip
+        agreeing = [t for t in transactions if t.transaction_id in stored and _agrees(stored[t.transaction_id], t)]
+        new_transactions = _insert_ignoring_duplicates(
+            session, _table(TransactionRow), [_transaction_row(t) for t in agreeing], ("transaction_id",)
+        )
+        session.commit()
+    return new_verdicts, new_transactions, len(transactions) - len(agreeing)
 
 
 def save_labels(*, session: Session, labels: Sequence[Label]) -> int:

@@ -64,6 +64,17 @@ def _admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
 
 
+class TopicNames:
+    """The broker's topic names, read through one long-lived admin client (for repeated checks)."""
+
+    def __init__(self, bootstrap: str, timeout_s: float = 5.0) -> None:
+        self._admin = _admin(bootstrap)
+        self._timeout_s = timeout_s
+
+    def __call__(self) -> set[str]:
+        return set(self._admin.list_topics(timeout=self._timeout_s).topics)
+
+
 def ensure_topics(bootstrap: str, specs: Sequence[TopicSpec], timeout_s: float = 30.0) -> dict[str, str]:
     """Create missing topics; returns {name: "created" | "exists"}.
 

@@ -22,6 +22,7 @@ from pipeline.db.repository import (
     list_verdicts,
     record_model_version,
     record_rules_version,
+    save_decisions,
     save_labels,
     save_transactions,
     save_verdicts,
@@ -212,6 +213,23 @@ def test_transactions_are_stored_once(session: Session, transaction_factory: Cal
     assert save_transactions(session=session, transactions=batch) == 2
     assert save_transactions(session=session, transactions=[*batch, transaction_factory()]) == 1
     assert count(session, TransactionRow) == 3
+
+
+def test_a_transaction_is_stored_only_beside_a_verdict_that_decides_it(
+    session: Session, transaction_factory: Callable[..., Transaction]
+) -> None:
+    decided = transaction_factory(transaction_id="t-1", timestamp=T0, amount=42.5, card_id="card-0001",
+                                  merchant_id="merchant-0001", currency="EUR")  # fmt: skip
+    other = transaction_factory(transaction_id="t-1", timestamp=T0, amount=99.0, card_id="card-0001",
+                                merchant_id="merchant-0001", currency="EUR")  # fmt: skip
+    orphan = transaction_factory(transaction_id="t-2")
+    # In one batch: the verdict with its transaction; another copy of the id and an unscored one are refused.
+    assert save_decisions(session=session, verdicts=[make_verdict("t-1")], transactions=[other, orphan]) == (1, 0, 2)
+    assert save_decisions(session=session, verdicts=[make_verdict("t-1")], transactions=[decided]) == (0, 1, 0)
+    assert save_decisions(session=session, verdicts=[], transactions=[decided]) == (0, 0, 0)  # a replay
+    [row] = session.scalars(select(TransactionRow)).all()
+    assert (row.transaction_id, row.amount) == ("t-1", 42.5)
+    assert count(session, VerdictRow) == 1
 
 
 def test_replayed_labels_are_stored_once(session: Session) -> None:

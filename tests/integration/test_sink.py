@@ -17,6 +17,7 @@ from pipeline.db.migrate import upgrade_database
 from pipeline.db.orm import LabelRow, TransactionRow, VerdictRow
 from pipeline.settings import Settings
 from pipeline.sink import Sink
+from pipeline.wire import TRANSACTION_HEADER
 from tests.fixtures.factories import make_transaction_dict
 from tests.fixtures.kafka import Broker
 
@@ -34,12 +35,26 @@ def verdict(i: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def produce(bootstrap: str, topic: str, values: list[tuple[str, dict[str, Any]]]) -> None:
+def decided(v: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """The transaction a verdict decides (what the worker puts in the verdict record's header)."""
+    return {"transaction_id": v["transaction_id"], "timestamp": v["event_time"], "amount": v["amount"],
+            "currency": v["currency"], "card_id": v["card_id"], "merchant_id": v["merchant_id"], **changes}  # fmt: skip
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    values: list[tuple[str, dict[str, Any]]],
+    transactions: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """Records keyed as given; `transactions`: per key, the transaction header of a verdict record."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     try:
         for key, value in values:
-            await producer.send(topic, orjson.dumps(value), key=key.encode())
+            tx = (transactions or {}).get(key)
+            headers = [(TRANSACTION_HEADER, orjson.dumps(tx))] if tx is not None else None
+            await producer.send(topic, orjson.dumps(value), key=key.encode(), headers=headers)
         await producer.flush()
     finally:
         await producer.stop()
@@ -83,12 +98,18 @@ async def test_a_burst_lands_exactly_once_and_a_replay_changes_nothing(
     k = settings.kafka
     upgrade_database(database_url)
     n = 2000
-    await produce(kafka_broker.bootstrap, k.verdicts_topic, [(f"tx-{i}", verdict(i)) for i in range(n)])
+    verdicts = [(f"tx-{i}", verdict(i)) for i in range(n)]
+    # The first 300 verdict records carry their transaction (as the worker writes them); 10 more carry one
+    # they do not decide (another amount): no audit copy for those.
+    carried = {key: decided(v) for key, v in verdicts[:300]} | {
+        key: decided(v, amount=1.0) for key, v in verdicts[300:310]
+    }
+    await produce(kafka_broker.bootstrap, k.verdicts_topic, verdicts, carried)
     # Duplicates on the topic (a worker re-sent after a crash) must not create rows.
-    await produce(kafka_broker.bootstrap, k.verdicts_topic, [(f"tx-{i}", verdict(i)) for i in range(0, n, 7)])
-    txs = [make_transaction_dict(transaction_id=f"tx-{i}") for i in range(300)]
+    await produce(kafka_broker.bootstrap, k.verdicts_topic, verdicts[::7], carried)
+    # The raw input is not read: a valid transaction there is not stored unless a verdict carries it.
+    txs = [make_transaction_dict(transaction_id=f"raw-{i}") for i in range(50)]
     await produce(kafka_broker.bootstrap, k.transactions_topic, [(t["card_id"], t) for t in txs])
-    await produce(kafka_broker.bootstrap, k.transactions_topic, [("bad", {"not": "a transaction"})])
     labels = [
         {"transaction_id": f"tx-{i}", "label": "chargeback", "reported_at": "2026-11-20T10:00:00Z"} for i in range(40)
     ]

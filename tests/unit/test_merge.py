@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -168,7 +169,10 @@ def test_caught_up_source_that_resumes_is_not_overtaken_within_lateness() -> Non
 
 
 def test_entity_batches_carry_taken_and_as_of_times_and_older_records_still_decode() -> None:
-    items, markers, taken = wire.decode_entity_batch(wire.entity_batch([b'{"x":1}'], [(3, 500, True, 42)], 40))
-    assert (items, markers, taken) == ([{"x": 1}], [(3, 500, True, 42)], 40)
+    x = {"e": "ip:1", "s": 3, "t": 500, "id": "t1"}
+    items, markers, taken = wire.decode_entity_batch(
+        wire.entity_batch([orjson.dumps(x)], [(3, 500, True, 42)], 40), sources=4
+    )
+    assert (items, markers, taken) == ([x], [(3, 500, True, 42)], 40)
     # A record of a worker before this format (rolling upgrade): its claims vouch for no new item.
-    assert wire.decode_entity_batch(b'{"i":[],"m":[[3,500,true]]}') == ([], [(3, 500, True, 0)], 0)
+    assert wire.decode_entity_batch(b'{"i":[],"m":[[3,500,true]]}', sources=4) == ([], [(3, 500, True, 0)], 0)
