@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline import alignment, dead_letters, faust_internals, isolation, metrics, replies, size_limits, stages, wire
 from pipeline.acks import OrderedAcks
 from pipeline.admission import RESEEK_SECONDS, FaustPositions, GuardedTopic
+from pipeline.blocking import off_loop
 from pipeline.health import Health, InputPosition
 from pipeline.kafka.admin import CARD_TABLE, ENTITY_TABLE, TopicNames
 from pipeline.merge import EventTimeMerger
@@ -419,17 +420,17 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
 
     @app.timer(settings.model.reload_interval_seconds)
     async def reload_model() -> None:
-        await asyncio.to_thread(holder.maybe_reload)
+        await off_loop(holder.maybe_reload)
 
     @app.timer(RULES_POLL_SECONDS)
     async def reload_rules() -> None:
-        await asyncio.to_thread(rules_watcher.maybe_reload)
+        await off_loop(rules_watcher.maybe_reload)
 
     async def serving_model() -> LoadedModel:
         """The model for this batch; with none yet, wait (records stay unacked, nothing is lost)."""
         warned = False
         while holder.model is None:
-            await asyncio.to_thread(holder.maybe_reload)
+            await off_loop(holder.maybe_reload)
             if holder.model is None:
                 if not warned:
                     log.error("no model in %s: waiting for one (run `riskstream train`)", settings.model.dir)

@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any, Final
 
 from pipeline import metrics, wire
+from pipeline.blocking import off_loop
 from pipeline.records import mask_pans
 
 log = logging.getLogger("riskstream.worker")
@@ -157,7 +158,7 @@ class ReplyRoutes:
             return
         self._refreshing = asyncio.get_running_loop().create_future()
         try:
-            self._known = frozenset(await asyncio.to_thread(self._list_topics))
+            self._known = frozenset(await off_loop(self._list_topics))
         except Exception as e:  # broker away: keep the last list, try again after refresh_seconds
             log.warning("cannot read the broker's topic list for reply routing: %s", type(e).__name__)
         finally:

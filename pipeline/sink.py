@@ -25,6 +25,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
+from pipeline.blocking import off_loop
 from pipeline.db.engine import DatabaseError
 from pipeline.db.repository import save_decisions, save_labels
 from pipeline.records import Label, RecordError, Transaction, Verdict, epoch_ms, parse_label, parse_transaction
@@ -175,7 +176,7 @@ class Sink:
         paused = False
         while True:
             try:
-                stored = await asyncio.to_thread(write_batch, self.sessions, batch)
+                stored = await off_loop(write_batch, self.sessions, batch)
                 break
             except DatabaseError as e:
                 DB_FAILURES.inc()

@@ -17,6 +17,8 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from pipeline.blocking import off_loop
+
 
 def _producer(bootstrap: str) -> Any:
     from confluent_kafka import Producer
@@ -128,7 +130,7 @@ def register(app: typer.Typer) -> None:
             with out.open("wb") as sink:
                 collector = asyncio.create_task(_collect(k.bootstrap, k.verdicts_topic, ids, timeout, sink, ready))
                 await ready.wait()
-                _, failed, _ = await asyncio.to_thread(produce_file, file, topic=k.transactions_topic,
+                _, failed, _ = await off_loop(produce_file, file, topic=k.transactions_topic,
                                                        bootstrap=k.bootstrap, headers=headers)  # fmt: skip
                 return await collector, failed
 
