@@ -10,6 +10,7 @@ key's state once (local store + changelog, on the partition of the source record
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -22,7 +23,18 @@ import orjson
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline import alignment, dead_letters, faust_internals, isolation, metrics, replies, size_limits, stages, wire
+from pipeline import (
+    alignment,
+    dead_letters,
+    faust_internals,
+    isolation,
+    lag,
+    metrics,
+    replies,
+    size_limits,
+    stages,
+    wire,
+)
 from pipeline.acks import OrderedAcks
 from pipeline.admission import RESEEK_SECONDS, FaustPositions, GuardedTopic
 from pipeline.blocking import off_loop
@@ -309,7 +321,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     source_topics = {kafka.transactions_topic: 0, kafka.labels_topic: partitions}
     internal_topics = {kafka.entity_topic, kafka.partials_topic}
     holding: set[TP] = set()
-    flow: dict[str, int | None] = {"held": 0, "lag": 0, "slowest": None}
+    flow = metrics.Flow()  # as last measured: for the progress log
 
     def input_lags(assigned: set[TP]) -> list[tuple[str, int, int]]:
         """(topic, partition, records behind the end) for every assigned input partition that has started."""
@@ -323,26 +335,41 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 out.append((tp.topic, tp.partition, max(highwater - expected, 0)))
         return out
 
+    def measure_flow(assigned: set[TP]) -> tuple[dict[int, alignment.SourcePosition], metrics.Flow]:
+        """This worker's sources and what holds its stages back: cheap (sources x merges), no broker call."""
+        own = progress.positions(source_topics[tp.topic] + tp.partition for tp in assigned if tp.topic in source_topics)
+        return own, metrics.Flow(
+            paused=len(holding),
+            held=len(joiner) + sum(len(m) for m in mergers.values()),
+            internal_lag=sum(n for topic, _, n in input_lags(assigned) if topic in internal_topics),
+            slowest_ms=alignment.slowest_ms(own, (ms for m in mergers.values() for ms in m.lagging_positions())),
+        )
+
+    def export_flow() -> None:
+        """Measure and export the flow figures, flow control on or off (/metrics and the progress log)."""
+        nonlocal flow
+        _, flow = measure_flow(positions.assignment())
+        metrics.observe_flow(flow)
+
     def regulate() -> None:
         """Stop reading the sources that run ahead or while the stages behind them are busy; resume the rest.
 
         Called after every batch of every stage and by the heartbeat: cheap (sources x merges)."""
-        nonlocal holding
+        nonlocal holding, flow
         if not worker.flow_control or app.rebalancing or app.in_recovery:  # Faust pauses everything itself then
             return
         assigned = positions.assignment()
-        own = progress.positions(source_topics[tp.topic] + tp.partition for tp in assigned if tp.topic in source_topics)
-        slowest = alignment.slowest_ms(own, (ms for m in mergers.values() for ms in m.lagging_positions()))
-        held = len(joiner) + sum(len(m) for m in mergers.values())
-        lag = sum(n for topic, _, n in input_lags(assigned) if topic in internal_topics)
-        pause = alignment.sources_to_pause(own, slowest, internal_lag=lag, held=held, limits=limits)
+        own, now = measure_flow(assigned)
+        pause = alignment.sources_to_pause(
+            own, now.slowest_ms, internal_lag=now.internal_lag, held=now.held, limits=limits
+        )
         want = {source_tp(s) for s in pause}
         progress.paused = pause
         faust_internals.hold(app, want)  # again each time: Faust resumes partitions after a rebalance
         faust_internals.release(app, (holding - want) & assigned)  # a revoked one is its next owner's
         holding = want
-        flow.update(held=held, lag=lag, slowest=slowest)
-        metrics.observe_flow(paused=len(want), held=held, internal_lag=lag, slowest_ms=slowest)
+        flow = dataclasses.replace(now, paused=len(want))
+        metrics.observe_flow(flow)
 
     # --- entity stage -------------------------------------------------------------------------------
     lateness_ms = int(worker.allowed_lateness_seconds * 1000)
@@ -529,9 +556,12 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         out = VerdictOut(partial["id"], value, headers, "", 0.0, [])
         return await reply_to(out)
 
+    lag_meter = lag.LagMeter(positions, lambda tp: guarded[tp.topic].guard.expected(tp.partition))
+
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        metrics.observe_lag(input_lags(positions.assignment()))
+        metrics.observe_lag(await lag_meter.measure(tp for tp in positions.assignment() if tp.topic in guarded))
+        export_flow()
         if holder.model is not None:
             metrics.set_info(metrics.MODEL_INFO, holder.model.version)
         if rules_watcher.rules is not None:
@@ -577,10 +607,12 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         for partition, merger in sorted(mergers.items()):
             if len(merger):
                 log.info("entity partition %d merge: %s", partition, merger.describe())
-        if holding or flow["held"] or flow["lag"]:
+        if not worker.flow_control:
+            export_flow()  # else regulate keeps it current
+        if flow.paused or flow.held or flow.internal_lag:
             log.info(
                 "flow: %d source partitions paused, %d items held, %d internal records to handle, slowest %s",
-                len(holding), flow["held"], flow["lag"], flow["slowest"],
+                flow.paused, flow.held, flow.internal_lag, flow.slowest_ms,
             )  # fmt: skip
         for name, acks in (("entity", entity_acks), ("join", join_acks)):
             oldest = acks.oldest_pending()

@@ -5,11 +5,15 @@ Names follow Prometheus conventions; the Grafana dashboard in `deploy/grafana` r
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from pipeline.merge import NOTHING_MS
 
 if TYPE_CHECKING:
     from pipeline.verdicts import VerdictOut
@@ -60,7 +64,9 @@ EXPIRED_JOINS = Counter("riskstream_worker_expired_joins_total", "Transactions w
 MODEL_INFO = Gauge("riskstream_worker_model_info", "The model version serving (value 1)", ["version"])
 RULES_INFO = Gauge("riskstream_worker_rules_info", "The rules version serving (value 1)", ["version"])
 CONSUMER_LAG = Gauge(
-    "riskstream_worker_consumer_lag", "Records behind the end of the partition", ["topic", "partition"]
+    "riskstream_worker_consumer_lag",
+    "Records of each assigned input partition (sources and internal topics) still to handle (pipeline.lag)",
+    ["topic", "partition"],
 )
 
 
@@ -80,7 +86,7 @@ def set_info(gauge: Gauge, version: str) -> None:
 PAUSED = Gauge(
     "riskstream_worker_paused_partitions",
     "Source partitions (transactions, labels) not read now: ahead of the slowest source in event time, or "
-    "waiting for the stages behind them (pipeline.alignment)",
+    "waiting for the stages behind them (pipeline.alignment); always 0 with flow control off",
 )
 HELD = Gauge("riskstream_worker_held_items", "Items the event-time merges and the join hold")
 INTERNAL_LAG = Gauge(
@@ -88,19 +94,40 @@ INTERNAL_LAG = Gauge(
 )
 SLOWEST_LAG = Gauge(
     "riskstream_worker_slowest_source_lag_seconds",
-    "Wall clock minus the newest event time forwarded by the slowest lagging source (0 when none lags)",
+    "Wall clock minus the newest event time forwarded by the slowest lagging source (0 when none lags, NaN "
+    "while it has forwarded nothing yet)",
 )
 
 
-def observe_flow(*, paused: int, held: int, internal_lag: int, slowest_ms: int | None) -> None:
-    PAUSED.set(paused)
-    HELD.set(held)
-    INTERNAL_LAG.set(internal_lag)
-    SLOWEST_LAG.set(0 if slowest_ms is None else max(time.time() - slowest_ms / 1000, 0))
+@dataclass(frozen=True)
+class Flow:
+    """What holds a worker's stages back now: the figures its flow control decides on (pipeline.alignment),
+    measured and exported whether flow control is on or not."""
+
+    #: Source partitions paused by flow control.
+    paused: int = 0
+    #: Items held in the event-time merges and the join.
+    held: int = 0
+    #: Internal-topic records the entity and join stages have still to handle.
+    internal_lag: int = 0
+    #: The newest event time the slowest lagging source forwarded; None when no source lags.
+    slowest_ms: int | None = None
+
+
+def observe_flow(flow: Flow) -> None:
+    PAUSED.set(flow.paused)
+    HELD.set(flow.held)
+    INTERNAL_LAG.set(flow.internal_lag)
+    if flow.slowest_ms is None:
+        SLOWEST_LAG.set(0)
+    elif flow.slowest_ms == NOTHING_MS:  # lagging, nothing forwarded yet: how far behind is not known
+        SLOWEST_LAG.set(math.nan)
+    else:
+        SLOWEST_LAG.set(max(time.time() - flow.slowest_ms / 1000, 0))
 
 
 def observe_lag(lags: Iterable[tuple[str, int, int]]) -> None:
-    """Records behind the end of each assigned partition: (topic, partition, lag)."""
+    """Records behind the end of each assigned partition: (topic, partition, lag); see `pipeline.lag`."""
     CONSUMER_LAG.clear()
     for topic, partition, lag in lags:
         CONSUMER_LAG.labels(topic, str(partition)).set(lag)

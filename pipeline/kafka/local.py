@@ -202,7 +202,8 @@ class LocalKafka:
         cluster_id = uuid.uuid4().bytes
         import base64
 
-        cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
+        # A leading "-" would be read by the storage tool as an option (1 start in 64 failed).
+        cid = "A" + base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")[1:]
         result = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cid, "-c", str(props)),
             capture_output=True,
