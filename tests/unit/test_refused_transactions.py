@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
 import orjson
 
 from pipeline import stages, wire
@@ -99,3 +100,25 @@ def test_content_hash_ignores_spelling_not_content() -> None:
     assert hashes[0] == hashes[1] != hashes[2]
     for _, value in results.partials:
         assert wire.decode_partials(wire.partials_batch([value]))
+
+
+def test_the_offline_reference_treats_conflicting_duplicates_as_the_stream_does() -> None:
+    """Counted in the other card's and the entities' state (the stream counts them before the join refuses
+    them), no row; the first transaction's row keeps its own features."""
+    from pipeline.features import offline
+
+    def row(**fields: object) -> offline.TxRow:
+        base = {"amount": 10.0, "merchant_id": "m1", "device_id": "d1", "event_time_ms": 1_800_000_000_000}
+        return offline.TxRow(**{**base, **fields})
+
+    first = row(transaction_id="t1", card_id="c1")
+    other_card = row(transaction_id="t1", card_id="c2", amount=99.0, event_time_ms=1_800_000_001_000)
+    same_card = row(transaction_id="t1", card_id="c1", amount=55.0)
+    after = row(transaction_id="t2", card_id="c2", event_time_ms=1_800_000_002_000)
+    alone = offline.compute_features([first, after])
+    table = offline.compute_features([first, other_card, same_card, after])
+    assert table.transaction_ids == ["t1", "t2"]
+    assert np.array_equal(table.matrix[0], alone.matrix[0], equal_nan=True)
+    assert not np.array_equal(table.matrix[1], alone.matrix[1], equal_nan=True), (
+        "the conflicting duplicate counts for card c2"
+    )
