@@ -233,6 +233,15 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             dead, source_topic=topic, dlq_topic=kafka.dlq_topic, max_record_bytes=most
         )
 
+    def tx_partitions() -> int:
+        """The transactions topic's partition count as the consumer's metadata has it (the setting until the
+        consumer has metadata): a card's records must be in the partition murmur2 gives its key among these."""
+        try:
+            seen = app.consumer.topic_partitions(kafka.transactions_topic)
+        except Exception:  # no consumer yet
+            seen = None
+        return seen if isinstance(seen, int) and seen > 0 else partitions
+
     @app.agent(tx_topic, name="card_stage")
     @health.watched("card")
     async def card_stage(stream: Any) -> None:
@@ -243,7 +252,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 continue
             records = [replies.screened(_record(e)) for e in events]
             accepted, too_large = isolation.refuse_too_large(records, worker.max_transaction_bytes)
-            result = isolation.card_batch(accepted, card_table.data.get)
+            result = isolation.card_batch(accepted, card_table.data.get, tx_partitions())
             result.dead_letters.extend(too_large)
             sends = dead_letter_sends(result.dead_letters, kafka.transactions_topic)
             batch_progress = SourceProgress.of_batch(records, result.forwarded_ms, first_source=0)
@@ -259,6 +268,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             metrics.BATCH_SIZE.labels("card").observe(len(records))
             metrics.DEAD_LETTERS.inc(len(result.dead_letters))
             metrics.DUPLICATES.inc(result.duplicates)
+            metrics.REFUSED.labels("wrong_partition").inc(result.wrong_partition)
             for event in events:
                 await stream.ack(event)
             stats.batches["card"] += 1
@@ -498,6 +508,10 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 faust_internals.drop_payload(event)
                 join_acks.track(event.message.partition, event.message.offset, event, len(partials))
                 for partial in partials:
+                    if joiner.conflicts(partial):
+                        dead.append(conflicting_duplicate(partial, event.message))
+                        to_ack.append(event)
+                        continue
                     if partial["p"] == "dup":
                         reply_sends.extend(await answer_repeat(partial))
                     done, ackable = joiner.add(partial, event, now_ms)
@@ -543,6 +557,13 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             stats.batches["join"] += 1
             metrics.BATCH_SIZE.labels("join").observe(len(events))
             regulate()
+
+    def conflicting_duplicate(partial: dict[str, Any], message: Any) -> stages.DeadLetter:
+        """A transaction reusing a joined (or joining) transaction's id with other content: no verdict."""
+        log.warning("conflicting duplicate transaction_id=%s: other content than the transaction already "
+                    "seen under this id; dead-lettered, not scored", partial["id"])  # fmt: skip
+        metrics.REFUSED.labels("conflicting_duplicate").inc()
+        return stages.conflicting_duplicate(partial, message.partition, message.offset)
 
     async def answer_repeat(partial: dict[str, Any]) -> list[replies.Send]:
         """A caller re-sent a transaction already decided: give it the same verdict again."""

@@ -110,16 +110,16 @@ def _one_by_one(
             yield item, None, failure_reason(stage, e)
 
 
-def card_batch(records: Sequence[RawRecord], load_state: StateLoader) -> CardBatchResult:
+def card_batch(records: Sequence[RawRecord], load_state: StateLoader, partitions: int | None = None) -> CardBatchResult:
     """`stages.process_card_batch`, with a record it raises on dead-lettered instead."""
     try:
-        return stages.process_card_batch(records, load_state)
+        return stages.process_card_batch(records, load_state, partitions=partitions)
     except Exception as e:
         batch_error = e
     out = CardBatchResult()
     overlay = _Overlay(load_state)
     for record, one, reason in _one_by_one(
-        "card", records, lambda rs: stages.process_card_batch(rs, overlay), batch_error
+        "card", records, lambda rs: stages.process_card_batch(rs, overlay, partitions=partitions), batch_error
     ):
         if one is None:
             out.dead_letters.append(DeadLetter(_masked(record.key), _masked(record.value), reason or "",
@@ -133,6 +133,7 @@ def card_batch(records: Sequence[RawRecord], load_state: StateLoader) -> CardBat
             out.forwarded_ms[partition] = max(ms, out.forwarded_ms.get(partition, ms))
         out.duplicates += one.duplicates
         out.skipped_redeliveries += one.skipped_redeliveries
+        out.wrong_partition += one.wrong_partition
     out.state_writes = list(overlay.writes.values())
     return out
 

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 
 RECORDS = Counter("riskstream_worker_records_total", "Records handled by stage", ["stage"])
 DEAD_LETTERS = Counter("riskstream_worker_dead_letters_total", "Invalid transactions sent to the DLQ")
+REFUSED = Counter(
+    "riskstream_worker_refused_transactions_total",
+    "Valid transactions sent to the DLQ (also in dead_letters_total) for where or what they are, by reason: "
+    "wrong_partition (not in the partition murmur2 gives its card: set partitioner=murmur2_random), "
+    "conflicting_duplicate (a transaction_id already used by a transaction with other content)",
+    ["reason"],
+)
 DUPLICATES = Counter("riskstream_worker_duplicates_total", "Repeated transaction ids, not counted again")
 LATE = Counter(
     "riskstream_worker_late_entity_events_total",

@@ -17,16 +17,24 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
+
+import orjson
 
 from pipeline import features as F
 from pipeline import wire
 from pipeline.features.offline import LABEL_SORT, TxRow
 from pipeline.merge import NOTHING_MS
-from pipeline.records import RecordError, mask_pans, parse_label, parse_transaction
+from pipeline.partitioner import default_partition
+from pipeline.records import RecordError, Transaction, mask_pans, parse_label, parse_transaction
 from pipeline.wire import RawRecord
 
 StateLoader = Callable[[bytes], bytes | None]
+
+#: Dead-letter reasons of transactions refused for where or what they are (not for how they are written).
+WRONG_PARTITION = "wrong partition (set partitioner=murmur2_random)"
+CONFLICTING_DUPLICATE = "conflicting duplicate"
 
 #: Headers copied from the incoming transaction to its partial and then its verdict.
 _PASSED_HEADERS = (wire.CORRELATION_HEADER, wire.REPLY_TO_HEADER, wire.EMIT_FEATURES_HEADER)
@@ -34,6 +42,14 @@ _PASSED_HEADERS = (wire.CORRELATION_HEADER, wire.REPLY_TO_HEADER, wire.EMIT_FEAT
 
 def stable_hash64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def content_hash(tx: Transaction) -> str:
+    """What a transaction says, whatever its JSON spelling (key order, spaces, the timestamp's offset): a repeat
+    with the same content is a retry, one with other content reuses the id for another payment."""
+    fields = tx.model_dump()
+    fields["timestamp"] = tx.timestamp.astimezone(UTC).isoformat()
+    return hashlib.blake2b(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS), digest_size=8).hexdigest()
 
 
 @dataclass
@@ -56,6 +72,8 @@ class CardBatchResult:
     forwarded_ms: dict[int, int] = field(default_factory=dict)
     duplicates: int = 0
     skipped_redeliveries: int = 0
+    #: Records not in the partition Kafka's default partitioner gives their card (dead-lettered).
+    wrong_partition: int = 0
 
 
 def _masked(raw: bytes | None) -> bytes | None:
@@ -67,12 +85,18 @@ def _passed_headers(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
 
 
 def process_card_batch(
-    records: Iterable[RawRecord], load_state: StateLoader, now_ms: int | None = None
+    records: Iterable[RawRecord], load_state: StateLoader, now_ms: int | None = None, partitions: int | None = None
 ) -> CardBatchResult:
-    """Validate, de-duplicate and compute transaction + card features; fan out to entity stages."""
+    """Validate, de-duplicate and compute transaction + card features; fan out to entity stages.
+
+    With `partitions` (the transactions topic's partition count), a record not in the partition Kafka's
+    default partitioner (murmur2) gives its key is dead-lettered: its card's state lives in another
+    partition, so counting it here would split the card's history and its offset is not comparable.
+    """
     out = CardBatchResult()
     ingest_ms = now_ms if now_ms is not None else int(time.time() * 1000)
-    cache: dict[bytes, tuple[int, F.CardState, int]] = {}  # key -> (last_offset, state, partition)
+    # key -> (last applied offset per source partition, state, partition)
+    cache: dict[bytes, tuple[dict[int, int], F.CardState, int]] = {}
     for record in records:
         if record.value is None:
             out.dead_letters.append(
@@ -93,22 +117,35 @@ def process_card_batch(
                 DeadLetter(_masked(record.key), _masked(record.value), reason, record.partition, record.offset)
             )
             continue
+        if partitions is not None and record.partition != default_partition(card_key, partitions):
+            out.dead_letters.append(
+                DeadLetter(_masked(record.key), _masked(record.value), WRONG_PARTITION, record.partition, record.offset)
+            )
+            out.wrong_partition += 1
+            continue
         cached = cache.get(card_key)
         if cached is None:
-            last_offset, state_bytes = wire.split_card_value(load_state(card_key))
-            cached = (last_offset, F.CardState.from_bytes(state_bytes), record.partition)
-        last_offset, state, _ = cached
-        if record.offset <= last_offset:
+            offsets, state_bytes = wire.split_card_value(load_state(card_key))
+            cached = (offsets, F.CardState.from_bytes(state_bytes), record.partition)
+        offsets, state, _ = cached
+        # Offsets of one partition say nothing about another's; a value written before they were per partition
+        # holds its card's partition's.
+        if record.offset <= offsets.get(record.partition, offsets.get(wire.ANY_PARTITION, -1)):
             out.skipped_redeliveries += 1
             continue
         card_part = F.card_step(state, tx)
-        cache[card_key] = (record.offset, state, record.partition)
+        offsets.pop(wire.ANY_PARTITION, None)
+        offsets.pop(record.partition, None)
+        offsets[record.partition] = record.offset  # newest last: join_card_value keeps the newest few
+        cache[card_key] = (offsets, state, record.partition)
         event_ms = tx.event_time_ms
         if card_part is None:
             out.duplicates += 1
             # A repeat of a transaction already counted: the join answers a waiting caller with the
-            # verdict it already gave (idempotent POST /v1/score).
-            dup = {"id": tx.transaction_id, "p": "dup", "h": _passed_headers(record.headers)}
+            # verdict it already gave (idempotent POST /v1/score), or dead-letters it when its content differs
+            # from what the join saw under that id.
+            dup = {"id": tx.transaction_id, "p": "dup", "h": _passed_headers(record.headers),
+                   "c": content_hash(tx), "raw": record.value.decode()}  # fmt: skip
             out.partials.append((tx.transaction_id.encode(), wire.encode_partial(dup)))
             continue
         parts: list[str] = []
@@ -139,14 +176,15 @@ def process_card_batch(
                         "tx": list(F.transaction_features(tx)),
                         "card": list(card_part),
                         "h": _passed_headers(record.headers),
+                        "c": content_hash(tx),
                         # The validated transaction as sent: rules read its fields, the verdict echoes some.
                         "raw": record.value.decode(),
                     }
                 ),
             )
         )
-    for card_key, (last_offset, state, partition) in cache.items():
-        out.state_writes.append((partition, card_key, wire.join_card_value(last_offset, state.to_bytes())))
+    for card_key, (offsets, state, partition) in cache.items():
+        out.state_writes.append((partition, card_key, wire.join_card_value(offsets, state.to_bytes())))
     return out
 
 
@@ -268,6 +306,14 @@ def process_entity_items(items: Iterable[EntityItem], load_state: StateLoader) -
     return out
 
 
+def conflicting_duplicate(partial: dict[str, Any], partition: int, offset: int) -> DeadLetter:
+    """The dead letter of a card or repeat partial that `Joiner.conflicts` refused: the transaction as sent,
+    keyed by its id, at the position of the partials record that carried it."""
+    raw = partial.get("raw")
+    value = raw.encode() if isinstance(raw, str) else None
+    return DeadLetter(partial["id"].encode(), _masked(value), CONFLICTING_DUPLICATE, partition, offset)
+
+
 @dataclass
 class Joined:
     """All partial vectors of one transaction, ready to score."""
@@ -297,12 +343,30 @@ class Joiner:
 
     def __init__(self, timeout_ms: int = 60_000, remember: int = 100_000) -> None:
         self._pending: dict[str, _Pending] = {}
-        self._done: dict[str, None] = {}
+        #: Joined transaction ids -> the content hash of their card partial (None from an older worker).
+        self._done: dict[str, str | None] = {}
         self._timeout_ms = timeout_ms
         self._remember = remember
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    def conflicts(self, partial: dict[str, Any]) -> bool:
+        """A card or repeat ("dup") partial whose transaction says something else than the one this join
+        already holds or joined under the same id (a conflicting duplicate: refused, never a second verdict).
+
+        Same content is a retry or a stage's re-send, answered as before; an id this join does not remember
+        (joined before a restart, or more than `remember` ids ago) cannot be compared and counts as a retry.
+        """
+        if partial["p"] not in ("card", "dup") or partial.get("c") is None:
+            return False
+        tx_id = partial["id"]
+        if tx_id in self._done:
+            known = self._done[tx_id]
+        else:
+            entry = self._pending.get(tx_id)
+            known = entry.card.get("c") if entry is not None and entry.card is not None else None
+        return known is not None and known != partial["c"]
 
     def add(self, partial: dict[str, Any], token: Any, now_ms: int) -> tuple[list[Joined], list[Any]]:
         """Add one partial; returns completed joins and tokens that can be acked right away."""
@@ -323,7 +387,7 @@ class Joiner:
         if card is None or any(p not in entry.parts for p in card["parts"]):
             return [], []
         del self._pending[tx_id]
-        self._done[tx_id] = None
+        self._done[tx_id] = card.get("c")
         if len(self._done) > self._remember:
             self._done.pop(next(iter(self._done)))
         vector = F.assemble_vector(card["tx"], card["card"], entry.parts)

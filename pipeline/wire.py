@@ -206,7 +206,11 @@ def _partial_problem(partial: Any) -> str | None:
     if not isinstance(partial.get("id"), str) or not partial["id"] or not isinstance(partial.get("p"), str):
         return "id and p must be strings"
     kind = partial["p"]
+    if not isinstance(partial.get("c", ""), str):
+        return "c must be a string"
     if kind == "dup":
+        if not isinstance(partial.get("raw", ""), str):
+            return "raw must be a string"
         return None if _headers(partial.get("h")) else "h must map header names to strings"
     if kind != "card":
         return None if _numbers(partial.get("v")) else "v must be a list of numbers"
@@ -238,18 +242,41 @@ def decode_partials(value: bytes | None) -> list[dict[str, Any]]:
 
 _CARD_HEADER = struct.Struct("<q")
 _ENTITY_HEADER = struct.Struct("<qB")
+#: First 8 bytes of a card value with per-partition offsets; a value of the older format starts with its one
+#: last offset, which is never negative once written.
+_CARD_PER_PARTITION = -2
+_CARD_COUNT = struct.Struct("<B")
+_CARD_OFFSET = struct.Struct("<iq")
+#: In `split_card_value`'s result: the one offset of an older value, whose partition was not stored.
+ANY_PARTITION = -1
+#: Partitions remembered per card (a card's records come from one partition; more only if the partition
+#: count of the transactions topic changed).
+CARD_PARTITIONS_KEPT = 4
 
 
-def split_card_value(value: bytes | None) -> tuple[int, bytes | None]:
-    """Card table value = last applied source offset + serialized CardState (one atomic record)."""
+def split_card_value(value: bytes | None) -> tuple[dict[int, int], bytes | None]:
+    """Card table value = last applied source offset per source partition + serialized CardState (one atomic
+    record). A value written before offsets were per partition reads as `{ANY_PARTITION: offset}`."""
     if not value:
-        return -1, None
-    (offset,) = _CARD_HEADER.unpack_from(value)
-    return offset, value[_CARD_HEADER.size :] or None
+        return {}, None
+    (first,) = _CARD_HEADER.unpack_from(value)
+    if first != _CARD_PER_PARTITION:
+        return {ANY_PARTITION: first}, value[_CARD_HEADER.size :] or None
+    (n,) = _CARD_COUNT.unpack_from(value, _CARD_HEADER.size)
+    pos = _CARD_HEADER.size + _CARD_COUNT.size
+    offsets = {}
+    for _ in range(n):
+        partition, offset = _CARD_OFFSET.unpack_from(value, pos)
+        offsets[partition] = offset
+        pos += _CARD_OFFSET.size
+    return offsets, value[pos:] or None
 
 
-def join_card_value(last_offset: int, state: bytes) -> bytes:
-    return _CARD_HEADER.pack(last_offset) + state
+def join_card_value(offsets: dict[int, int], state: bytes) -> bytes:
+    """`offsets` in insertion order, the last `CARD_PARTITIONS_KEPT` kept (the caller inserts the newest last)."""
+    kept = list(offsets.items())[-CARD_PARTITIONS_KEPT:]
+    head = _CARD_HEADER.pack(_CARD_PER_PARTITION) + _CARD_COUNT.pack(len(kept))
+    return head + b"".join(_CARD_OFFSET.pack(p, o) for p, o in kept) + state
 
 
 def split_entity_value(value: bytes | None) -> tuple[int, tuple[int, ...], bytes | None]:

@@ -5,8 +5,10 @@ per key); each device's, IP's, merchant's and card's label history (`card_label`
 events in event-time order, key `(event_time_ms, transaction_id)`, which the stream's event-time merge
 reproduces; a label takes its place in its merchant's and its card's order at the time it was reported
 (after transactions of the same millisecond). A repeated
-transaction_id on a card is a duplicate: no second row, no second count. The parity tests compare the
-stream against this; training builds its matrix with it.
+transaction_id on a card is a duplicate: no second row, no second count. The same transaction_id on another
+card (a conflicting duplicate, which the stream's join dead-letters) counts in that card's and its entities'
+state, as in the stream, but has no row; an entity counts a (time, transaction_id) once, as the entity
+stage does. The parity tests compare the stream against this; training builds its matrix with it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pipeline.features.keystate import CardState, EntityKind, EntityState
 
 #: Label events sort after transactions at the same millisecond (a prefix of their merge id).
 LABEL_SORT = "\U0010ffff"
+NO_TIME = -(2**62)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,7 @@ def compute_features(transactions: Iterable[TxLike], labels: Iterable[LabelEvent
     cards: dict[str, CardState] = {}
     rows: dict[str, tuple[tuple[float, ...], tuple[float, ...], dict[str, tuple[float, ...]]]] = {}
     order: list[str] = []
+    owner: dict[str, Any] = {}  # transaction_id -> the transaction whose row it is (the first)
     by_entity: dict[tuple[EntityKind, str], list[tuple[int, str, Any]]] = {}
     for tx in transactions:
         state = cards.get(tx.card_id)
@@ -114,8 +118,10 @@ def compute_features(transactions: Iterable[TxLike], labels: Iterable[LabelEvent
         card_part = card_step(state, tx)
         if card_part is None:
             continue
-        rows[tx.transaction_id] = (transaction_features(tx), card_part, {})
-        order.append(tx.transaction_id)
+        if tx.transaction_id not in rows:  # else a conflicting duplicate: counted, no row
+            rows[tx.transaction_id] = (transaction_features(tx), card_part, {})
+            order.append(tx.transaction_id)
+            owner[tx.transaction_id] = tx
         for kind, key in entity_keys(tx):
             by_entity.setdefault((kind, key), []).append((tx.event_time_ms, tx.transaction_id, tx))
     for label in labels:
@@ -124,7 +130,8 @@ def compute_features(transactions: Iterable[TxLike], labels: Iterable[LabelEvent
     for (kind, _), events in by_entity.items():
         events.sort(key=lambda e: (e[0], e[1]))
         entity = EntityState(kind)
-        for _, sort_id, item in events:
+        last_ms, at_last = NO_TIME, set[str]()  # as the entity stage: ids applied at the newest time
+        for t_ms, sort_id, item in events:
             if sort_id.startswith(LABEL_SORT):
                 apply_label(
                     entity,
@@ -132,8 +139,13 @@ def compute_features(transactions: Iterable[TxLike], labels: Iterable[LabelEvent
                     reported_at_ms=item.reported_at_ms,
                     is_fraud=item.is_fraud,
                 )
-            else:
-                rows[item.transaction_id][2][kind] = entity_step(kind, entity, item)
+            elif t_ms != last_ms or sort_id not in at_last:
+                if t_ms != last_ms:
+                    last_ms, at_last = t_ms, set()
+                at_last.add(sort_id)
+                values = entity_step(kind, entity, item)
+                if owner[item.transaction_id] is item:
+                    rows[item.transaction_id][2][kind] = values
     matrix = np.empty((len(order), len(FEATURE_NAMES)), dtype=np.float64)
     for i, tx_id in enumerate(order):
         tx_part, card_part, parts = rows[tx_id]
