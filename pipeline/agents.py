@@ -149,7 +149,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         unconfirmed[:] = still
 
     # --- card stage ---------------------------------------------------------------------------------
-    positions = FaustPositions(app)
+    positions = FaustPositions(app, kafka.bootstrap)
     card_in = GuardedTopic(kafka.transactions_topic, "card", positions)
     label_in = GuardedTopic(kafka.labels_topic, "label", positions)
     entity_in = GuardedTopic(kafka.entity_topic, "entity", positions)
