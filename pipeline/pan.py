@@ -117,8 +117,25 @@ def mask_pans_text(text: str) -> str:
     return _CHAIN.sub(_mask_chain, text)
 
 
+#: A JSON escape of a digit or of a separator a person would put in a card number (`\u0020`, `\u0034`).
+_ESCAPED = re.compile(rb"\\u00(3[0-9]|2[0-9a-fA-F]|3[aAdD]|5[fF])")
+_UNESCAPED = {b"2d", b"2e", b"2f", b"20", b"2b", b"3a", b"3d", b"5f"} | {f"3{d}".encode() for d in range(10)}
+
+
+def _unescape(m: re.Match[bytes]) -> bytes:
+    code = m.group(1).lower()
+    return bytes([int(code, 16)]) if code in _UNESCAPED else m.group(0)
+
+
 def mask_pans(raw: bytes) -> bytes:
-    """`mask_pans_text` on bytes that need not be UTF-8 (dead letters keep the original bytes, but no PAN)."""
+    """`mask_pans_text` on bytes that need not be UTF-8 (dead letters keep the original bytes, but no PAN).
+
+    JSON escapes of digits and separators are written out first (the same JSON): `"4111\u00201111..."` is a
+    card number to whoever reads the copy, and the escape would hide it from the mask."""
+    if b"\\u00" in raw:
+        unescaped = _ESCAPED.sub(_unescape, raw)
+        if mask_pans_text(unescaped.decode("latin-1")) != unescaped.decode("latin-1"):
+            raw = unescaped
     text = raw.decode("latin-1")  # one character per byte, so everything but the masked digits round-trips
     masked = mask_pans_text(text)
     return raw if masked == text else masked.encode("latin-1")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.pan import mask_pans_text
+from pipeline.pan import mask_pans, mask_pans_text
 from pipeline.records import RecordError, contains_pan, looks_like_pan, parse_label, parse_transaction
 from tests.contract.test_schemas import SCHEMA_BREAKS, VALID_TX, VALIDATOR_ONLY, mutate
 
@@ -178,3 +178,21 @@ def test_a_label_source_with_a_control_character_is_refused() -> None:
         with pytest.raises(RecordError, match="source"):
             parse_label(json.dumps(body | {"source": bad}).encode())
     assert parse_label(json.dumps(body | {"source": "issuer (émetteur)"}).encode()).source == "issuer (émetteur)"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        rb'{"card_id":"4111\u00201111\u00201111\u00201111"}',  # a separator escaped
+        rb'{"card_id":"\u0034111\u002d1111\u002D1111\u002d1111"}',  # a digit and separators escaped
+        rb'{"card_id":"4111\u002f1111\u002f1111\u002f1111"}',
+    ],
+)
+def test_json_escapes_do_not_hide_a_pan_from_the_dead_letter_mask(raw: bytes) -> None:
+    masked = mask_pans(raw)
+    assert json.loads(masked)["card_id"] == "411111******1111"
+
+
+def test_escapes_around_other_text_are_kept() -> None:
+    raw = rb'{"note":"caf\u00e9 12\u002034","n":"4111"}'
+    assert mask_pans(raw) == raw
