@@ -132,6 +132,21 @@ async def test_missing_field_and_non_json_are_422(client: httpx.AsyncClient) -> 
     assert garbage.status_code == 422 and "JSON" in garbage.json()["detail"]
 
 
+@pytest.mark.parametrize("path", ["/v1/score", "/v1/labels"])
+async def test_a_repeated_field_name_is_422_and_no_pan_is_echoed(client: httpx.AsyncClient, path: str) -> None:
+    """The validator kept the last of two `card_id`s while the raw body, first one included, went on to Kafka."""
+    if path == "/v1/score":
+        fields = orjson.dumps(make_transaction_dict(card_id="tok-1"))[1:-1]
+        first = b'"card_id":"4111111111111111",'
+    else:
+        fields = b'"transaction_id":"t-1","label":"chargeback","reported_at":"2026-12-01T10:00:00Z","source":"x"'
+        first = b'"source":"4111111111111111",'
+    response = await client.post(path, content=b"{" + first + fields + b"}", headers=auth() | JSON)
+    assert response.status_code == 422, response.text
+    assert "duplicate field name" in response.json()["detail"]
+    assert "4111111111111111" not in response.text
+
+
 async def test_a_since_before_year_one_in_utc_is_422_not_503(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/verdicts", params={"since": "0001-01-01T00:00:00+01:00"}, headers=auth())
     assert response.status_code == 422, response.text

@@ -196,3 +196,20 @@ def test_json_escapes_do_not_hide_a_pan_from_the_dead_letter_mask(raw: bytes) ->
 def test_escapes_around_other_text_are_kept() -> None:
     raw = rb'{"note":"caf\u00e9 12\u002034","n":"4111"}'
     assert mask_pans(raw) == raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"card_id": "4111111111111111", ' + json.dumps(VALID_TX)[1:],
+        '{"source": "a", "transaction_id": "t-1", "label": "chargeback", "reported_at": "2026-12-01T10:00:00Z", '
+        '"source": "b"}',
+    ],
+    ids=["transaction", "label"],
+)
+def test_a_repeated_field_name_is_refused(raw: str) -> None:
+    """Validators keep the last of repeated names; the raw bytes, which travel on, keep the first too."""
+    parse = parse_transaction if "card_id" in raw else parse_label
+    with pytest.raises(RecordError, match="duplicate field name") as e:
+        parse(raw)
+    assert "4111111111111111" not in e.value.reason
