@@ -266,12 +266,20 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+def _may_repeat_a_name(raw: bytes | str, names: set[str]) -> bool:
+    """False when no field name can be repeated: no escapes (a name could be spelled another way) and each
+    field's quoted name once in the text (unknown names are refused already). Saves a second parse (~20 us)."""
+    text = raw if isinstance(raw, bytes) else raw.encode()
+    return b"\\" in text or any(text.count(b'"' + name.encode() + b'"') != 1 for name in names)
+
+
 def _parse(model: type[_M], raw: bytes | str) -> _M:
     try:
         parsed = model.model_validate_json(raw)
         # The validator keeps the last of repeated names; the raw bytes travel on (to the topic, the verdict)
         # with the first, which nothing validated: `{"card_id": "<PAN>", "card_id": "tok"}` passed.
-        json.loads(raw, object_pairs_hook=_no_duplicates)
+        if _may_repeat_a_name(raw, parsed.model_fields_set):
+            json.loads(raw, object_pairs_hook=_no_duplicates)
         return parsed
     except ValidationError as e:
         if any(item["type"] == "json_invalid" for item in e.errors()):
