@@ -1,5 +1,8 @@
 """Joined feature vectors → verdicts: one batched model call, rules per row, reasons for flagged rows only.
 
+A verdict's reasons: the rules that acted, the model's features strongest push first, shadow rules last
+(`pipeline.reasons.merge_reasons`).
+
 Pure: no Kafka. The join agent hands over a batch of `Joined` transactions and sends what comes back.
 """
 
@@ -17,7 +20,7 @@ import numpy as np
 import orjson
 
 from pipeline.features import FEATURE_NAMES
-from pipeline.reasons import model_reasons
+from pipeline.reasons import merge_reasons, model_reasons
 from pipeline.registry import LoadedModel
 from pipeline.rules import RuleSet, decide
 from pipeline.stages import Joined
@@ -98,8 +101,10 @@ def build_verdicts(
             flagged.append(i)
         rows.append(verdict)
     if with_reasons and flagged:
-        for i, reasons in zip(flagged, model_reasons(model.booster, matrix[flagged], top=TOP_REASONS), strict=True):
-            rows[i]["reasons"].extend(reasons)
+        spare = max(len(rows[i]["reasons"]) for i in flagged)  # model reasons a rule's words may replace
+        explained = model_reasons(model.booster, matrix[flagged], top=TOP_REASONS + spare)
+        for i, reasons in zip(flagged, explained, strict=True):
+            rows[i]["reasons"] = merge_reasons(rows[i]["reasons"], reasons, top=TOP_REASONS)
     out = []
     for joined, verdict in zip(batch, rows, strict=True):
         out.append(
