@@ -221,28 +221,51 @@ def model_reasons(
     contribs = np.asarray(contribs)[:, : len(names)]  # the last column is the bias
     said = fold_groups(rows, contribs, names)
     order = np.argsort(-contribs, axis=1)
+    # Most rows find their reasons among the first few ranks; a row that leaves many out reads its whole rank.
+    head = order[:, : 2 * top + 2]
+    heads = zip(
+        head.tolist(),
+        np.take_along_axis(contribs, head, axis=1).tolist(),
+        np.take_along_axis(rows, head, axis=1).tolist(),
+        strict=True,
+    )
     out: list[list[dict[str, Any]]] = []
-    for r, (row, contrib, ranked) in enumerate(zip(rows.tolist(), contribs.tolist(), order.tolist(), strict=True)):
-        reasons: list[dict[str, Any]] = []
-        for i in ranked:
-            if contrib[i] <= 0 or len(reasons) == top:
+    for r, (ranked, pushes, values) in enumerate(heads):
+        reasons = _say(r, ranked, pushes, values, said, names, top)
+        if len(reasons) < top and len(ranked) < len(names) and pushes[-1] > 0:
+            whole = order[r]
+            reasons = _say(r, whole.tolist(), contribs[r, whole].tolist(), rows[r, whole].tolist(), said, names, top)
+        out.append(reasons)
+    return out
+
+
+def _say(
+    r: int,
+    ranked: list[int],
+    pushes: list[float],
+    values: list[float],
+    said: dict[int, list[tuple[list[bool], str]]],
+    names: Sequence[str],
+    top: int,
+) -> list[dict[str, Any]]:
+    """Row `r`'s reasons from its features in rank order (`pushes`, `values` in that order too)."""
+    reasons: list[dict[str, Any]] = []
+    for i, push, value in zip(ranked, pushes, values, strict=True):
+        if push <= 0 or len(reasons) == top:
+            break
+        text = None
+        for where, group_text in said.get(i, ()):
+            if where[r]:
+                text = group_text
                 break
-            value = row[i]
-            text = None
-            for where, group_text in said.get(i, ()):
-                if where[r]:
-                    text = group_text
-                    break
-            else:
-                text = describe(names[i], value)
-            if text is None:
-                continue
+        else:
+            text = describe(names[i], value)
+        if text is not None:
             reasons.append({
                 "code": f"model:{names[i]}", "text": text, "kind": "model",
                 "value": None if math.isnan(value) else value,
             })  # fmt: skip
-        out.append(reasons)
-    return out
+    return reasons
 
 
 def merge_reasons(

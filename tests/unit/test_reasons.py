@@ -179,3 +179,31 @@ def test_merge_says_a_rules_words_once_and_keeps_top_model_reasons() -> None:
     model = [{"code": f"model:f{i}", "text": t, "kind": "model", "value": 1.0} for i, t in enumerate(texts)]
     merged = merge_reasons([acted], model, top=1)
     assert [r["code"] for r in merged] == ["rule:burst", "model:f1"]
+
+
+class FixedContributions:
+    """A booster stand-in that answers given SHAP values (the bias column last), to reach ranks a model rarely does."""
+
+    def __init__(self, contribs: npt.NDArray[np.float64]) -> None:
+        self.contribs = contribs
+
+    def predict(self, data: Any, *, pred_contribs: bool) -> npt.NDArray[np.float64]:
+        assert pred_contribs
+        return np.hstack([self.contribs, np.zeros((len(self.contribs), 1))])
+
+
+def test_a_row_that_leaves_many_out_still_gets_its_top_reasons() -> None:
+    silent = [
+        "is_night",
+        "is_weekend",
+        "card_new_merchant",
+        "card_new_device",
+        "country_mismatch",
+        "merchant_amount_mean_7d",
+    ]
+    single = row(**dict.fromkeys(silent[:5], 0.0), merchant_amount_mean_7d=NAN, card_count_1h=9.0)
+    contribs = np.zeros((1, len(FEATURE_NAMES)))
+    for rank, name in enumerate([*silent, "card_count_1h", "card_count_5m", "ip_count_1h", "merchant_count_1h"]):
+        contribs[0, INDEX[name]] = 1.0 - rank / 100
+    [reasons] = model_reasons(FixedContributions(contribs), single[None, :], top=3)
+    assert [r["code"] for r in reasons] == ["model:card_count_1h", "model:card_count_5m", "model:ip_count_1h"]
