@@ -123,8 +123,12 @@ def online_markdown(results: dict[str, Any]) -> list[str]:
             )
     if results.get("capacity_rps"):
         lines += ["", f"Capacity ({plan.get('capacity_rule', '')}; stepped through {plan.get('steps')} req/s)", ""]
+        top = max(plan.get("steps") or [0])
         lines += ["| system | req/s |", "|---|---:|"]
-        lines += [f"| {k} | {v:g} |" for k, v in results["capacity_rps"].items()]
+        lines += [
+            f"| {k} | {v:g}{' (the highest step: at least)' if v and v == top else ''} |"
+            for k, v in results["capacity_rps"].items()
+        ]
     lat = results.get("latency", {})
     if "pipeline" in lat and "echo" in lat:
         lines += _ratios(lat)
