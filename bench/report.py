@@ -54,14 +54,15 @@ def goals(results: dict[str, Any]) -> list[Goal]:
         p, e = _row(results, "pipeline", rate), _row(results, "echo", rate)
         if p is None or e is None:
             continue
+        # One goal: a p99 capped by the deadline's fallback is no success, so the three hold only together.
         r50, r99 = p["p50_ms"] / e["p50_ms"], p["p99_ms"] / e["p99_ms"]
-        out += [
-            Goal("3", f"{rate:g} req/s: pipeline p50 <= 2x echo p50",
-                 f"{p['p50_ms']:.1f} / {e['p50_ms']:.1f} ms = {r50:.2f}x", _check(r50, 2)),
-            Goal("3", f"{rate:g} req/s: pipeline p99 <= 3x echo p99",
-                 f"{p['p99_ms']:.1f} / {e['p99_ms']:.1f} ms = {r99:.2f}x", _check(r99, 3)),
-            Goal("3", f"{rate:g} req/s: zero fallbacks", f"{p['timeouts']} of {p['sent']}", p["timeouts"] == 0),
-        ]  # fmt: skip
+        figure = (
+            f"p50 {p['p50_ms']:.1f} / {e['p50_ms']:.1f} ms = {r50:.2f}x, p99 {p['p99_ms']:.1f} / {e['p99_ms']:.1f} ms "
+            f"= {r99:.2f}x, {p['timeouts']} fallbacks of {p['sent']}"
+        )
+        parts = (_check(r50, 2), _check(r99, 3), p["timeouts"] == 0)
+        held = None if None in parts else all(parts)
+        out.append(Goal("3", f"{rate:g} req/s: p50 <= 2x echo, p99 <= 3x echo, zero fallbacks", figure, held))
     cap = results.get("capacity_rps", {})
     if "pipeline" in cap and "echo" in cap:
         ratio = cap["pipeline"] / cap["echo"] if cap["echo"] else nan

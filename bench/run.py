@@ -6,7 +6,7 @@ import json
 import platform
 import socket
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,7 @@ def run(config: BenchConfig, log: Any = print) -> dict[str, Any]:
             results["backlog"] = result.as_dict()
         if {"latency", "cpu"} & set(config.sections):
             results.update(_online(config, local.bootstrap, root, models, log))
+            results["goals"] = [asdict(goal) for goal in report.goals(results)]
     finally:
         local.stop()
     results["finished"] = datetime.now(UTC).isoformat()
@@ -164,7 +165,8 @@ def _cpus() -> int:
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [f"# riskstream benchmarks — {results['host']}, {results['started'][:19]}Z", ""]
-    lines += ["| figure | median | min | max | unit |", "|---|---:|---:|---:|---|"]
+    if results["figures"]:
+        lines += ["| figure | median | min | max | unit |", "|---|---:|---:|---:|---|"]
     for section, figures in results["figures"].items():
         for f in figures:
             lines.append(
