@@ -1,148 +1,184 @@
-"""Gateway latency under open-loop load: requests leave on a fixed schedule whatever the answers do.
+"""Gateway latency and capacity under an open-loop load, the pipeline and its floors in the same run.
 
-Latency is measured from each request's scheduled time, so a slow answer delays nothing and queueing shows
-up in the percentiles (no coordinated omission). The same load runs against the gateway in front of the
-pipeline, in front of a bare Kafka echo, and against in-process scoring (FastAPI + XGBoost, no Kafka), in
-the same run.
+Each system (bench/stacks.py) is stepped through rising arrival rates; each step sends `rate * seconds`
+distinct generated transactions with the Go generator (bench/loadgen.py), latency counted from each
+request's scheduled time. Every rate up to the largest reported one (250 and 500 req/s) is always run, so
+the pipeline and the echo have rows at the same rates; above it a system is stepped up only while it holds
+p99 <= 100 ms with no fallback and no error. Its capacity is the last rate it held before the first one it
+did not. During each step the CPU of every process of the system is read from /proc, so each row also
+says what a transaction cost the worker, the gateway and the sink at that rate.
+
+The transactions keep their generated event times and go in event-time order, continuing where the
+previous step stopped, so the features (and the few % flagged) are those of realistic traffic.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import orjson
 
 from bench import loadgen
-from bench.common import BenchEnv, Role, stop_all
-from pipeline.kafka.local import free_port
+from bench.stacks import AUTHORIZATION, Kind, Stack, wait_ready
 
-KEY = "bench-key-0123456789abcdef"
+#: Capacity: the highest rate held with p99 at most this, no fallback, no error.
+P99_GOAL_MS = 100.0
 
 
-async def open_loop(
-    url: str, rate: float, seconds: float, templates: Sequence[dict[str, Any]], start: int = 0
-) -> dict[str, Any]:
-    """Replay generated traffic from `templates[start]` on, in event-time order, at a fixed arrival rate.
+@dataclass
+class LatencyPlan:
+    steps: tuple[float, ...] = (50, 100, 250, 500, 750, 1000, 1500, 2000)
+    #: Always run (with every step below the largest), whatever the lower steps did: the reported rows.
+    report_rates: tuple[float, ...] = (250, 500)
+    seconds: float = 20.0
+    backends: tuple[Kind, ...] = ("pipeline", "echo", "constant", "inprocess")
+    #: After each step, until a probe gets a real verdict again (a backlog drained), at most this long.
+    recover_timeout_s: float = 180.0
+    #: Unrecorded traffic at the lowest rate before the first step: the first seconds after a start measured
+    #: start-up (the first 50 req/s step of a fresh pipeline had 3x the fallbacks of the next one).
+    warmup_seconds: float = 5.0
 
-    The transactions keep their generated event times, so the features (and the share of flagged
-    verdicts, a few %) are those of realistic traffic. The load once was made-up transactions stamped
-    "now", two thirds of them flagged: the worker computed exact contributions (about 1 ms each) for most
-    requests, a cost real traffic does not have. Re-stamping generated ones "now" is no better: 30 days of
-    a card's history squeezed into seconds flags more than half of them.
-    """
-    headers = {"Authorization": f"Bearer {KEY}"}
-    run_id = uuid.uuid4().hex[:8]
+    @property
+    def warmup_rate(self) -> float:
+        return min(self.steps, default=50.0)
 
-    def make_request(i: int) -> bytes:
-        tx = dict(templates[(start + i) % len(templates)])
-        tx["transaction_id"] = f"{tx['transaction_id']}-{run_id}"
-        return loadgen.post_request(url, "/v1/score", orjson.dumps(tx), headers)
 
-    outcome = await loadgen.open_loop(url, make_request, rate, seconds, timeout_s=10.0)
-    ok = [(latency, body) for status, latency, body in outcome.answers if status == 200]
-    errors = outcome.failures + len(outcome.answers) - len(ok)
-    shed = sum(1 for status, _, _ in outcome.answers if status in (429, 503))
-    verdicts = [orjson.loads(body) for _, body in ok]
-    timeouts = sum(1 for v in verdicts if v.get("degraded"))
-    flagged = sum(1 for v in verdicts if not v.get("degraded") and v.get("decision") != "approve")
-    # The worker's own share: from the transaction's arrival at the card stage to its verdict.
-    inside = [float(v["latency_ms"]) for v in verdicts if not v.get("degraded") and v.get("latency_ms")]
-    arr = np.asarray([latency for latency, _ in ok]) if ok else np.asarray([np.nan])
+def holds(row: dict[str, Any]) -> bool:
+    """The step met the capacity rule: p99 <= 100 ms, no fallback, no error or refusal, every request answered."""
+    ok = row["errors"] == 0 and row["timeouts"] == 0 and row["ok"] == row["sent"]
+    return bool(ok and row["p99_ms"] <= P99_GOAL_MS)
+
+
+def capacity(rows: Sequence[dict[str, Any]]) -> float:
+    """The highest rate held before the first rate not held (0 when the lowest is not held)."""
+    held = 0.0
+    for row in sorted(rows, key=lambda r: r["rate"]):
+        if not holds(row):
+            break
+        held = row["rate"]
+    return held
+
+
+def must_run(rate: float, plan: LatencyPlan) -> bool:
+    return rate <= max(plan.report_rates, default=0)
+
+
+def summarize(rate: float, answers: Sequence[loadgen.Answer], cpu_s: dict[str, float], wall_s: float) -> dict[str, Any]:
+    """One row: counts, latency percentiles of the answered (HTTP 200) requests, CPU per role."""
+    ok = [a for a in answers if a.status == 200]
+    latencies = np.asarray([a.latency_ms for a in ok]) if ok else np.asarray([math.nan])
+    inside = [a.worker_ms for a in ok if not a.degraded and a.worker_ms]
+    verdicts = len(ok)
+
+    def pct(q: float) -> float:
+        return float(np.percentile(latencies, q))
+
     return {
         "rate": rate,
-        "sent": int(rate * seconds),
-        "ok": len(ok),
-        "errors": errors,
-        "shed_429_503": shed,
-        "timeouts": timeouts,
-        "flagged": flagged,
-        "p50_ms": float(np.percentile(arr, 50)),
-        "p95_ms": float(np.percentile(arr, 95)),
-        "p99_ms": float(np.percentile(arr, 99)),
-        "max_ms": float(np.max(arr)),
-        "worker_p50_ms": float(np.percentile(inside, 50)) if inside else float("nan"),
+        "sent": len(answers),
+        "ok": verdicts,
+        "errors": len(answers) - verdicts,
+        "failures": sum(1 for a in answers if a.status == 0),
+        "shed_429_503": sum(1 for a in answers if a.status in (429, 503)),
+        # The fallback: answered 200 with `degraded: true` (no verdict within the deadline).
+        "timeouts": sum(1 for a in ok if a.degraded),
+        "flagged": sum(1 for a in ok if not a.degraded and a.decision not in ("approve", "")),
+        "p50_ms": pct(50),
+        "p90_ms": pct(90),
+        "p95_ms": pct(95),
+        "p99_ms": pct(99),
+        "max_ms": float(np.max(latencies)),
+        "worker_p50_ms": float(np.percentile(inside, 50)) if inside else math.nan,
+        "cpu_pct": {role: 100 * s / wall_s for role, s in cpu_s.items()},
+        # Per transaction answered with a verdict or the fallback: each was produced and gets a verdict.
+        "cpu_s_per_tx": {role: s / verdicts if verdicts else math.nan for role, s in cpu_s.items()},
     }
 
 
-async def wait_ready(url: str, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient(base_url=url, timeout=5, headers={"Authorization": f"Bearer {KEY}"}) as client:
-        while True:
-            try:
-                if (await client.get("/readyz")).status_code == 200:
-                    # A real (not degraded) answer proves the path behind the gateway is up.
-                    tx = {
-                        "transaction_id": f"warm-{uuid.uuid4().hex[:8]}",
-                        "timestamp": datetime.now(UTC).isoformat(),
-                        "amount": 1.0,
-                        "currency": "EUR",
-                        "card_id": "warm",
-                        "merchant_id": "warm",
-                    }
-                    response = await client.post("/v1/score", json=tx)
-                    if response.status_code == 200 and not response.json().get("degraded"):
-                        return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} never answered a real verdict")
-            await asyncio.sleep(0.5)
+class Traffic:
+    """Request bodies for one stack: generated transactions in event-time order, ids made unique per stack."""
+
+    def __init__(self, templates: Sequence[dict[str, Any]]) -> None:
+        self.templates = templates
+        self.cursor = 0
+        self.run_id = uuid.uuid4().hex[:8]
+
+    def take(self, n: int, tag: str = "") -> list[dict[str, Any]]:
+        """The next `n` transactions, ids ending in `-<run id><tag>`."""
+        if self.cursor + n > len(self.templates):
+            raise ValueError(f"{self.cursor + n} transactions needed, {len(self.templates)} generated")
+        out = []
+        for tx in self.templates[self.cursor : self.cursor + n]:
+            tx = dict(tx)
+            tx["transaction_id"] = f"{tx['transaction_id']}-{self.run_id}{tag}"
+            out.append(tx)
+        self.cursor += n
+        return out
 
 
-BACKENDS: dict[str, list[str]] = {
-    "echo": ["-m", "bench.echo"],
-    "pipeline": ["-m", "pipeline.cli", "worker"],
-    # No gateway and no Kafka: the process that answers HTTP scores the transaction itself.
-    "inprocess": ["-m", "bench.inprocess"],
-}
+def step(stack: Stack, traffic: Traffic, rate: float, seconds: float, workdir: Path) -> dict[str, Any]:
+    """One open-loop step against `stack`, with its CPU per role over the step."""
+    bodies = [orjson.dumps(tx) for tx in traffic.take(int(rate * seconds))]
+    before, started = stack.cpu(), time.monotonic()
+    outcome = loadgen.open_loop(
+        f"{stack.url}/v1/score", bodies, rate, workdir / f"{stack.kind}-{rate:g}", authorization=AUTHORIZATION
+    )
+    wall_s, after = time.monotonic() - started, stack.cpu()
+    row = summarize(rate, outcome.answers, {k: after[k] - before[k] for k in after}, wall_s)
+    row["loadgen"] = {
+        "cpu_pct": 100 * outcome.summary.get("cpu_s", math.nan) / max(wall_s, 1e-9),
+        "max_send_lag_ms": outcome.summary.get("max_send_lag_ms", math.nan),
+        "late_sends": outcome.summary.get("late_sends", 0),
+    }
+    return row
 
 
-def run(
-    bootstrap: str,
-    root: Path,
-    models_dir: Path,
-    rates: list[float],
-    seconds: float,
-    templates: Sequence[dict[str, Any]],
-) -> dict[str, list[dict[str, Any]]]:
-    results: dict[str, list[dict[str, Any]]] = {}
-    for name, backend in BACKENDS.items():
-        port = free_port()
-        env = BenchEnv(
-            bootstrap,
-            root,
-            extra={
-                "RISKSTREAM_MODEL__DIR": str(models_dir),
-                "RISKSTREAM_GATEWAY__API_KEYS": KEY,
-                "RISKSTREAM_GATEWAY__PORT": str(port),
-                "RISKSTREAM_GATEWAY__DEADLINE_MS": "1000",
-            },
+def recover(stack: Stack, plan: LatencyPlan, log: Callable[[str], None]) -> bool:
+    """Let a backlog drain before the next step; False when the stack did not answer a real verdict in time."""
+    try:
+        asyncio.run(wait_ready(stack, timeout_s=plan.recover_timeout_s))
+    except TimeoutError:
+        log(f"  {stack.kind}: no real verdict {plan.recover_timeout_s:.0f} s after the step; going on")
+        return False
+    time.sleep(2)
+    return True
+
+
+def warm_up(stack: Stack, traffic: Traffic, plan: LatencyPlan, workdir: Path, log: Callable[[str], None]) -> None:
+    """Unrecorded traffic at the lowest rate, then a drained stack."""
+    if plan.warmup_seconds > 0:
+        step(stack, traffic, plan.warmup_rate, plan.warmup_seconds, workdir)
+        recover(stack, plan, log)
+
+
+def step_through(
+    stack: Stack,
+    traffic: Traffic,
+    plan: LatencyPlan,
+    workdir: Path,
+    log: Callable[[str], None],
+    extra_rates: Sequence[float] = (),
+) -> list[dict[str, Any]]:
+    """Rows for every step run against `stack` (and for `extra_rates`, run whatever happens)."""
+    rows: list[dict[str, Any]] = []
+    held_so_far = True
+    for rate in sorted(set(plan.steps) | set(extra_rates)):
+        if not (held_so_far or must_run(rate, plan) or rate in extra_rates):
+            continue
+        row = step(stack, traffic, rate, plan.seconds, workdir)
+        rows.append(row)
+        held_so_far = held_so_far and holds(row)
+        log(
+            f"  {stack.kind} {rate:g} req/s: p50 {row['p50_ms']:.1f} / p99 {row['p99_ms']:.1f} ms, "
+            f"{row['timeouts']} fallbacks, {row['errors']} errors ({row['shed_429_503']} 429/503)"
         )
-        env.create_topics()
-        if name == "inprocess":
-            roles = [Role([*backend, "--port", str(port)], env.environ(), root / "lat-inprocess.log").start()]
-        else:
-            roles = [
-                Role(backend, env.environ(), root / f"lat-{name}-backend.log").start(),
-                Role(["-m", "pipeline.cli", "gateway"], env.environ(), root / f"lat-{name}-gateway.log").start(),
-            ]
-        try:
-            url = f"http://127.0.0.1:{port}"
-            asyncio.run(wait_ready(url))
-            # Each rate goes on where the previous one stopped, so event times keep increasing per backend.
-            starts = [int(sum(rates[:k]) * seconds) for k in range(len(rates))]
-            results[name] = [
-                asyncio.run(open_loop(url, rate, seconds, templates, start))
-                for rate, start in zip(rates, starts, strict=True)
-            ]
-        finally:
-            stop_all(roles)
-    return results
+        recover(stack, plan, log)
+    return rows

@@ -1,115 +1,148 @@
-"""An open-loop HTTP/1.1 load generator light enough to share 2 cores with what it measures.
+"""The benchmark's open-loop load generator: `bench/openloop/` (Go), built into .cache/go-bin, driven from here.
 
-httpx spent about 1.5 ms of CPU per request here: at 500 requests/s the load generator itself took a
-core, fell behind its schedule, and the percentiles measured the generator (p50 of 20 s against a bare
-echo). This client writes pre-encoded requests on keep-alive connections and reads responses by
-Content-Length, a few tens of microseconds per request. Requests leave on a fixed schedule whatever the
-answers do, and latency counts from each request's scheduled time (no coordinated omission).
+A Python client shared the 2 measured cores and took about a core at 500 requests/s, so at high rates the
+bench measured itself. The Go program reads pre-generated request bodies (every one distinct), sends them
+on a fixed schedule whatever the answers do, and times each request from its scheduled time (no coordinated
+omission). It uses the standard library only: `build()` compiles it with GOPROXY=off, downloading nothing.
+`scripts/setup.sh` builds it (`python -m bench.loadgen build`); `binary()` rebuilds when the source changed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().parent / "openloop"
+BIN_DIR = Path(__file__).resolve().parent.parent / ".cache" / "go-bin"
+BINARY = BIN_DIR / "openloop"
+#: Beside the binary: the digest of the source it was built from.
+STAMP = BIN_DIR / "openloop.sha256"
+
+
+class LoadgenError(RuntimeError):
+    """The generator could not be built or run; the message says why."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request: HTTP status (0: no answer, see `error`), latency from its scheduled time, verdict fields."""
+
+    status: int
+    latency_ms: float
+    degraded: bool = False
+    decision: str = ""
+    #: The verdict's own `latency_ms` (inside the worker); None for fallbacks and non-verdict answers.
+    worker_ms: float | None = None
+    error: str = ""
 
 
 @dataclass
 class Outcome:
-    #: (HTTP status, latency from the scheduled time in ms, body) per answered request.
-    answers: list[tuple[int, float, bytes]] = field(default_factory=list)
-    failures: int = 0  # connection errors and timeouts (no HTTP answer)
+    answers: list[Answer] = field(default_factory=list)
+    #: The generator's own figures: CPU seconds, the worst lateness of a send against its schedule, ...
+    summary: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> int:
+        return sum(1 for a in self.answers if a.status == 0)
 
 
-class _Pool:
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-
-    async def get(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.idle:
-            return self.idle.pop()
-        return await asyncio.open_connection(self.host, self.port)
-
-    def put(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
-        self.idle.append(conn)
-
-    def close(self) -> None:
-        for _, writer in self.idle:
-            writer.close()
-        self.idle.clear()
+def source_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(SOURCE.iterdir()):
+        if path.suffix in (".go", ".mod", ".sum") and not path.name.endswith("_test.go"):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
-async def _exchange(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes) -> tuple[int, bytes, bool]:
-    """Send one request; (status, body, keep_alive)."""
-    reader, writer = conn
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split(b" ", 2)[1])
-    length, keep = 0, True
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"connection" and value.strip().lower() == b"close":
-            keep = False
-    body = await reader.readexactly(length) if length else b""
-    return status, body, keep
+def build() -> Path:
+    """Compile the generator into .cache/go-bin (standard library only, nothing downloaded)."""
+    go = shutil.which("go")
+    if go is None:
+        raise LoadgenError("Go is needed to build the load generator: `make setup` installs golang-go")
+    BIN_DIR.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GOPROXY": "off", "GOTOOLCHAIN": "local", "GOFLAGS": "", "CGO_ENABLED": "0"}
+    if "HOME" not in env:  # Go keeps its build cache and GOPATH under $HOME by default (a bare CI shell)
+        env.setdefault("GOCACHE", str(BIN_DIR.parent / "go-build"))
+        env.setdefault("GOPATH", str(BIN_DIR.parent / "go"))
+    tmp = BIN_DIR / f".openloop-{os.getpid()}"
+    done = subprocess.run(
+        [go, "build", "-trimpath", "-buildvcs=false", "-o", str(tmp), "."],
+        cwd=SOURCE,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise LoadgenError(f"go build of {SOURCE} failed:\n{done.stdout}{done.stderr}")
+    tmp.replace(BINARY)
+    STAMP.write_text(source_digest() + "\n")
+    return BINARY
 
 
-def post_request(url: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
-    host = urlsplit(url).netloc
-    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{extra}"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+def is_current() -> bool:
+    return BINARY.exists() and STAMP.exists() and STAMP.read_text().strip() == source_digest()
 
 
-async def open_loop(
+def binary() -> Path:
+    """The built generator, (re)built first when missing or older than its source."""
+    return BINARY if is_current() else build()
+
+
+def open_loop(
     url: str,
-    make_request: Callable[[int], bytes],
+    bodies: Sequence[bytes],
     rate: float,
-    seconds: float,
+    workdir: Path,
     *,
+    authorization: str = "",
     timeout_s: float = 10.0,
-    keep_bodies: bool = True,
 ) -> Outcome:
-    """`rate * seconds` requests, request i built by `make_request(i)` and sent at start + i / rate."""
-    parts = urlsplit(url)
-    pool = _Pool(parts.hostname or "127.0.0.1", parts.port or 80)
-    out = Outcome()
+    """POST every body once to `url`, request i at start + i / rate; one Answer per body, in order."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    bodies_file, out_file = workdir / "bodies.jsonl", workdir / "answers.jsonl"
+    if any(b"\n" in body for body in bodies):
+        raise ValueError("a request body must be one line")
+    bodies_file.write_bytes(b"".join(body + b"\n" for body in bodies))
+    args = [str(binary()), "-url", url, "-bodies", str(bodies_file), "-rate", f"{rate}", "-out", str(out_file)]
+    args += ["-timeout", f"{timeout_s}s"]
+    env = {**os.environ, "OPENLOOP_AUTHORIZATION": authorization}
+    wall_limit = len(bodies) / rate + timeout_s + 60
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=wall_limit, check=False)
+    if done.returncode != 0:
+        raise LoadgenError(f"openloop exited {done.returncode}: {done.stderr[-2000:]}")
+    answers = []
+    for line in out_file.read_text().splitlines():
+        r = json.loads(line)
+        answers.append(
+            Answer(
+                status=r["status"],
+                latency_ms=r["latency_ms"],
+                degraded=r.get("degraded", False),
+                decision=r.get("decision", ""),
+                worker_ms=r.get("worker_ms"),
+                error=r.get("error", ""),
+            )
+        )
+    summary: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return Outcome(answers, summary)
 
-    async def one(scheduled: float, request: bytes) -> None:
-        conn = None
-        try:
-            conn = await asyncio.wait_for(pool.get(), timeout_s)
-            status, body, keep = await asyncio.wait_for(_exchange(conn, request), timeout_s)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError):
-            out.failures += 1
-            if conn is not None:
-                conn[1].close()
-            return
-        out.answers.append((status, (time.perf_counter() - scheduled) * 1000, body if keep_bodies else b""))
-        if keep:
-            pool.put(conn)
-        else:
-            conn[1].close()
 
-    total = int(rate * seconds)
-    start = time.perf_counter() + 0.2
-    tasks = []
-    for i in range(total):
-        request = make_request(i)
-        scheduled = start + i / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(scheduled, request)))
-    await asyncio.gather(*tasks)
-    pool.close()
-    return out
+def main() -> None:
+    """`python -m bench.loadgen build`: build the generator if missing or stale (scripts/setup.sh)."""
+    if sys.argv[1:] != ["build"]:
+        raise SystemExit("usage: python -m bench.loadgen build")
+    if not is_current():
+        print(f"building the bench's load generator into {build()}")
+
+
+if __name__ == "__main__":
+    main()

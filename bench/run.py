@@ -6,13 +6,12 @@ import json
 import platform
 import socket
 import tempfile
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import backlog, latency, offline, throughput
+from bench import backlog, cpu, latency, offline, online, report, throughput
 from bench.common import Figure
 from pipeline.kafka.local import free_port
 
@@ -24,10 +23,20 @@ class BenchConfig:
     transactions: int = 60_000
     naive_transactions: int = 15_000
     train_transactions: int = 1_000_000
+    #: The model the other sections serve when the training section does not run.
+    serve_model_transactions: int = 100_000
     reps: int = 3
-    rates: tuple[float, ...] = (100, 500, 2000)
+    #: Live traffic (`latency`): the rates each system is stepped through, seconds per step, the systems.
+    steps: tuple[float, ...] = latency.LatencyPlan.steps
+    report_rates: tuple[float, ...] = latency.LatencyPlan.report_rates
     seconds: float = 20.0
-    sections: tuple[str, ...] = ("training", "throughput", "backlog", "latency", "state", "reasons")
+    backends: tuple[str, ...] = latency.LatencyPlan.backends
+    warmup_seconds: float = latency.LatencyPlan.warmup_seconds
+    #: `cpu`: idle window, the live rate compared with a backlog and with two workers, the backlog's size.
+    idle_seconds: float = 30.0
+    cpu_rate: float = 100.0
+    burst_transactions: int = 20_000
+    sections: tuple[str, ...] = ("training", "throughput", "backlog", "latency", "cpu", "state", "reasons")
     #: The realistic backlog (issue: runtime v2): months of history with late labels, one worker.
     backlog_transactions: int = 700_000
     backlog_days: int = 75
@@ -56,7 +65,8 @@ def run(config: BenchConfig, log: Any = print) -> dict[str, Any]:
     }
     models = root / "models"
     log("training (also the model every other section serves)…")
-    train_figures, _ = offline.training(models, config.train_transactions if "training" in config.sections else 100_000)
+    trained = config.train_transactions if "training" in config.sections else config.serve_model_transactions
+    train_figures, _ = offline.training(models, trained)
     if "training" in config.sections:
         results["figures"]["training"] = [f.as_dict() for f in train_figures]
     df = generate(GeneratorConfig(transactions=config.transactions, days=30, seed=99)).sort_values("timestamp")
@@ -103,13 +113,48 @@ def run(config: BenchConfig, log: Any = print) -> dict[str, Any]:
                 log=log,
             )
             results["backlog"] = result.as_dict()
-        if "latency" in config.sections:
-            log(f"latency: open loop at {config.rates} req/s, {config.seconds:.0f} s each…")
-            results["latency"] = latency.run(local.bootstrap, root, models, list(config.rates), config.seconds, records)
+        if {"latency", "cpu"} & set(config.sections):
+            results.update(_online(config, local.bootstrap, root, models, log))
+            results["goals"] = [asdict(goal) for goal in report.goals(results)]
     finally:
         local.stop()
     results["finished"] = datetime.now(UTC).isoformat()
     return results
+
+
+def _online(config: BenchConfig, bootstrap: str, root: Path, models: Path, log: Any) -> dict[str, Any]:
+    from pipeline.io import iter_wire_transactions
+    from training.generate import GeneratorConfig, generate
+
+    plan = latency.LatencyPlan(
+        steps=config.steps,
+        report_rates=config.report_rates,
+        seconds=config.seconds,
+        backends=tuple(b for b in latency.LatencyPlan.backends if b in config.backends),
+        warmup_seconds=config.warmup_seconds,
+    )
+    cpu_plan = None
+    if "cpu" in config.sections:
+        cpu_plan = cpu.CpuPlan(
+            idle_seconds=config.idle_seconds,
+            live_rate=config.cpu_rate,
+            backlog_transactions=config.burst_transactions,
+            settle_seconds=min(5.0, config.idle_seconds),
+        )
+    n = online.transactions_needed(plan, cpu_plan)
+    # The density of the default generated history (2,000 a day), however many the steps need.
+    df = generate(GeneratorConfig(transactions=n, days=max(30, n // 2000), seed=7)).sort_values("timestamp")
+    log(f"live traffic: steps {plan.steps} req/s, {plan.seconds:g} s each, against {', '.join(plan.backends)}")
+    return online.run(
+        bootstrap,
+        root,
+        models,
+        list(iter_wire_transactions(df)),
+        plan,
+        with_latency="latency" in config.sections,
+        cpu_plan=cpu_plan,
+        log=log,
+    )
 
 
 def _cpus() -> int:
@@ -120,7 +165,8 @@ def _cpus() -> int:
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [f"# riskstream benchmarks — {results['host']}, {results['started'][:19]}Z", ""]
-    lines += ["| figure | median | min | max | unit |", "|---|---:|---:|---:|---|"]
+    if results["figures"]:
+        lines += ["| figure | median | min | max | unit |", "|---|---:|---:|---:|---|"]
     for section, figures in results["figures"].items():
         for f in figures:
             lines.append(
@@ -146,35 +192,7 @@ def markdown(results: dict[str, Any]) -> str:
         ]
     if "reason_cost_ratio" in results:
         lines += ["", f"Verdict throughput with reasons / without: {results['reason_cost_ratio']:.3f}"]
-    for name, rows in results.get("latency", {}).items():
-        lines += [
-            "",
-            f"Gateway latency, backend = {name}",
-            "",
-            "| req/s | sent | ok | errors (of which 429/503) | fallback | flagged | p50 ms | p95 ms | p99 ms | max ms "
-            "| worker p50 ms |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for r in rows:
-            lines.append(
-                f"| {r['rate']:.0f} | {r['sent']} | {r['ok']} | {r['errors']} ({r.get('shed_429_503', 0)}) | "
-                f"{r['timeouts']} | {r.get('flagged', '-')} | "
-                f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | "
-                f"{r.get('worker_p50_ms', float('nan')):.1f} |"
-            )
-    if {"echo", "pipeline"} <= set(results.get("latency", {})):
-        lat = results["latency"]
-        inproc = lat.get("inprocess") or [None] * len(lat["echo"])
-        lines += [
-            "",
-            "| req/s | p50 pipeline/echo (goal <= 2) | p99 pipeline/echo (goal <= 3) | p50 pipeline/in-process |",
-            "|---:|---:|---:|---:|",
-        ]
-        for e, p, i in zip(lat["echo"], lat["pipeline"], inproc, strict=True):
-            vs_inproc = f"{p['p50_ms'] / i['p50_ms']:.2f}" if i else "-"
-            lines.append(
-                f"| {e['rate']:.0f} | {p['p50_ms'] / e['p50_ms']:.2f} | {p['p99_ms'] / e['p99_ms']:.2f} | {vs_inproc} |"
-            )
+    lines += report.online_markdown(results)
     return "\n".join(lines) + "\n"
 
 
@@ -188,22 +206,3 @@ def write(results: dict[str, Any], folder: Path | None = None) -> tuple[Path, Pa
     for name, text in results.get("profiles", {}).items():
         (folder / f"{stem}-profile-{name}.md").write_text(text)
     return json_path, md_path
-
-
-def main_quick_check() -> None:  # pragma: no cover - manual helper
-    started = time.time()
-    print(
-        markdown(
-            run(
-                BenchConfig(
-                    transactions=5000,
-                    naive_transactions=1000,
-                    train_transactions=30_000,
-                    reps=1,
-                    rates=(50,),
-                    seconds=3,
-                )
-            )
-        ),
-        time.time() - started,
-    )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what riskstream needs on a fresh Debian/Ubuntu machine, skipping whatever is already there:
-# system packages (Java 17, Maven, PostgreSQL, kcat), the virtualenv with the project, and the Kafka jars.
+# system packages (Java 17, Maven, PostgreSQL, kcat, Go), the virtualenv with the project, the benchmark's
+# load generator (built from bench/openloop with Go) and the Kafka jars.
 # Safe to run again: every step checks first. Used by `make setup`, `make run`, `make test` and CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +45,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q -e '.[dev]'
   echo "$want" >"$stamp"
 fi
+
+# --- the benchmark's load generator: Go, standard library only, built into .cache/go-bin (no download) --
+"$VENV/bin/python" -m bench.loadgen build
 
 # --- Kafka broker jars from Maven Central (pinned version, cached outside git) --------------------------
 "$VENV/bin/riskstream" kafka fetch
