@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,8 +156,19 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     join_in = GuardedTopic(kafka.partials_topic, "join", positions)
     guarded = {g.topic: g for g in (card_in, label_in, entity_in, join_in)}
 
+    pacer = faust_internals.FetchPacer(app, worker.fetch_max_wait_ms)
+
+    async def batches(stream: Any, traffic: bool = False) -> AsyncIterator[list[Any]]:
+        """A stage's input in batches, unacked (each stage acks what it finished). Input records (`traffic`)
+        keep the fetches short; internal ones do not, since heartbeats bring some every half second."""
+        async for taken in faust_internals.take_batches(stream, batch, within):
+            if traffic:
+                pacer.active()
+            yield taken
+
     @app.timer(RESEEK_SECONDS)
     async def retry_seeks() -> None:
+        pacer.tick()
         held = {tp: tp.partition for tp in holding}
         for source in guarded.values():
             await source.retry()
@@ -245,7 +256,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     @app.agent(tx_topic, name="card_stage")
     @health.watched("card")
     async def card_stage(stream: Any) -> None:
-        async for taken in stream.noack_take(batch, within=within):
+        async for taken in batches(stream, traffic=True):
             taken_ms = int(time.time() * 1000)  # these records were appended before now (pipeline.merge)
             events = await card_in.admit(taken)
             if not events:
@@ -278,7 +289,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     @health.watched("label")
     async def label_stage(stream: Any) -> None:
         """Labels to their merchant's entity partition, in the same event-time merge as transactions."""
-        async for taken in stream.noack_take(batch, within=within):
+        async for taken in batches(stream, traffic=True):
             taken_ms = int(time.time() * 1000)
             events = await label_in.admit(taken)
             if not events:
@@ -389,7 +400,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     @app.agent(entity_topic, name="entity_stage")
     @health.watched("entity")
     async def entity_stage(stream: Any) -> None:
-        async for taken in stream.noack_take(batch, within=within):
+        async for taken in batches(stream):
             events = await entity_in.admit(taken)
             touched: set[int] = set()
             now_ms = int(time.time() * 1000)
@@ -491,7 +502,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     @app.agent(partials_topic, name="join_stage")
     @health.watched("join")
     async def join_stage(stream: Any) -> None:
-        async for taken in stream.noack_take(batch, within=within):
+        async for taken in batches(stream):
             events = await join_in.admit(taken)
             now_ms = int(time.time() * 1000)
             to_ack: list[Any] = []
