@@ -287,7 +287,9 @@ def run_backlog(
 def produce_labels(bootstrap: str, topic: str, labels: list[dict[str, Any]]) -> None:
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "partitioner": "murmur2_random"})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20, "partitioner": "murmur2_random"}
+    )
     for label in labels:
         producer.produce(topic, key=label["transaction_id"], value=orjson.dumps(label))
         producer.poll(0)

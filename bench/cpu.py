@@ -82,7 +82,14 @@ def backlog(stack: Stack, traffic: Traffic, plan: CpuPlan) -> dict[str, Any]:
     env = stack.env
     suffix = f"-{traffic.run_id}bl"
     records = traffic.take(plan.backlog_transactions, tag="bl")
-    producer = Producer({"bootstrap.servers": env.bootstrap, "linger.ms": 20, "partitioner": "murmur2_random"})
+    producer = Producer(
+        {
+            "bootstrap.servers": env.bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 20,
+            "partitioner": "murmur2_random",
+        }
+    )
     before, started = stack.cpu(), time.monotonic()
     for tx in records:
         while True:
