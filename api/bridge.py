@@ -4,6 +4,10 @@ Each gateway instance reads only its own reply topic (`<prefix><instance_id>`, o
 replicas never each read every verdict; workers send a verdict's copy to the topic named in the request's
 `reply-to` header. A pending request is a future keyed by correlation id; a reply for an unknown id (a
 request that already timed out) is dropped — the verdict itself is still on `verdicts` and in the database.
+
+Idle, the gateway must cost nothing: the reply consumer long-polls (the broker holds a fetch until a record
+arrives or `REPLY_FETCH_WAIT_MS` passes, and answers the moment one is appended), where a 5 ms fetch wait
+made 200 fetches a second and took 6-10 % of a core with no traffic at all.
 """
 
 from __future__ import annotations
@@ -23,6 +27,12 @@ from aiokafka.structs import TopicPartition
 from pipeline.wire import CORRELATION_HEADER, REPLY_TO_HEADER
 
 log = logging.getLogger("riskstream.gateway")
+
+#: How long the broker may hold an empty reply fetch. A reply ends the wait at once (fetch_min_bytes=1), so
+#: this bounds only the idle polling: 2 fetches a second.
+REPLY_FETCH_WAIT_MS = 500
+#: How long the reply reader waits for fetched records before it loops (nothing to do then either).
+_REPLY_POLL_MS = 10_000
 
 
 class BridgeUnavailable(RuntimeError):
@@ -83,7 +93,8 @@ class KafkaBridge:
             bootstrap_servers=self.bootstrap,
             group_id=None,
             enable_auto_commit=False,
-            fetch_max_wait_ms=5,
+            fetch_max_wait_ms=REPLY_FETCH_WAIT_MS,
+            fetch_min_bytes=1,
             auto_offset_reset="latest",
         )
         await self._consumer.start()
@@ -131,7 +142,7 @@ class KafkaBridge:
     async def _read_replies(self) -> None:
         assert self._consumer is not None
         while True:
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=1000)
+            batches = await self._consumer.getmany(timeout_ms=_REPLY_POLL_MS, max_records=1000)
             for messages in batches.values():
                 for message in messages:
                     cid = dict(message.headers or ()).get(CORRELATION_HEADER)
