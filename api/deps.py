@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from api.auth import ApiKeys
 from api.bridge import KafkaBridge
+from api.deadline import Deadline
 from api.errors import Unauthorized, UnsupportedMediaType
 from pipeline.settings import Settings
 
@@ -18,6 +19,7 @@ class GatewayState:
     settings: Settings
     bridge: KafkaBridge
     api_keys: ApiKeys
+    deadline: Deadline
     #: SQLAlchemy sessionmaker for the read API (verdicts from the database).
     sessions: Any = None
 
