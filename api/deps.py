@@ -11,6 +11,7 @@ from api.auth import ApiKeys
 from api.bridge import KafkaBridge
 from api.deadline import Deadline
 from api.errors import Unauthorized, UnsupportedMediaType
+from api.readiness import ReadinessCheck
 from pipeline.settings import Settings
 
 
@@ -20,6 +21,7 @@ class GatewayState:
     bridge: KafkaBridge
     api_keys: ApiKeys
     deadline: Deadline
+    readiness: ReadinessCheck
     #: SQLAlchemy sessionmaker for the read API (verdicts from the database).
     sessions: Any = None
 

@@ -16,6 +16,7 @@ from api.deps import GatewayState
 from api.errors import install_error_handlers
 from api.limits import BodyLimit
 from api.overload import ScoreAdmission
+from api.readiness import ReadinessCheck
 from api.routes import health, labels, score, verdicts
 from pipeline.db.engine import create_engine_from_settings, session_factory
 from pipeline.settings import Settings, get_settings
@@ -40,11 +41,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         await bridge.start()
         engine = create_engine_from_settings(settings)
+        readiness = ReadinessCheck(bridge, deadline)
         app.state.gateway = GatewayState(
             settings=settings,
             bridge=bridge,
             api_keys=keys,
             deadline=deadline,
+            readiness=readiness,
             sessions=session_factory(engine),
         )
         log.info("gateway started, replies on %s", reply_topic)
@@ -56,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             gc.unfreeze()  # an app run in-process (tests) leaves its host's collector as it found it
+            await readiness.stop()
             await bridge.stop()
             engine.dispose()
 
