@@ -19,7 +19,7 @@ from prometheus_client import Counter
 log = logging.getLogger("riskstream.gateway")
 
 RefusalReason = Literal[
-    "queued",  # 429: waited too long before the gateway could start it (the process is saturated)
+    "queued",  # 429: the event loop runs later than the deadline's reserve (the process is saturated)
     "saturated",  # 429: more score requests inside than the gateway completes in two deadlines
     "in_flight",  # 429: more verdict waits than gateway.max_in_flight
     "kafka_unavailable",  # 503: not connected to Kafka
