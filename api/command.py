@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
         """Serve POST /v1/score (Kafka request-reply) and the read API."""
         import uvicorn
 
+        from api.deadline import stamping_protocol
         from api.main import create_app
         from pipeline.logs import logging_config
 
@@ -32,4 +33,5 @@ def register(app: typer.Typer) -> None:
             log_config=logging_config(settings.log_level, settings.log_format),
             access_log=False,
             loop="asyncio",
+            http=stamping_protocol(),  # the deadline counts from each request's arrival (api.deadline)
         )

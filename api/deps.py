@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 
 from api.auth import ApiKeys
 from api.bridge import KafkaBridge
+from api.deadline import Deadline
 from api.errors import Unauthorized, UnsupportedMediaType
+from api.readiness import ReadinessCheck
 from pipeline.settings import Settings
 
 
@@ -18,6 +20,8 @@ class GatewayState:
     settings: Settings
     bridge: KafkaBridge
     api_keys: ApiKeys
+    deadline: Deadline
+    readiness: ReadinessCheck
     #: SQLAlchemy sessionmaker for the read API (verdicts from the database).
     sessions: Any = None
 

@@ -37,6 +37,10 @@ class Readiness(BaseModel):
     status: str
     kafka: bool
     in_flight: int
+    #: Why the gateway is or is not ready, for a person (`make run` prints it while it waits).
+    detail: str
+    #: Seconds since the last verdict that came back within its deadline (null: none yet).
+    last_verdict_s: float | None
 
 
 __all__ = ["LABEL_REQUEST_BODY", "TRANSACTION_REQUEST_BODY", "ErrorBody", "Health", "Readiness", "Verdict"]

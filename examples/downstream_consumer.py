@@ -2,6 +2,8 @@
 
 Key = transaction_id, value = JSON per schemas/verdict.v1.json. Delivery is at least once, so the handler is
 idempotent by transaction_id; offsets are committed after handling, so a crash replays rather than skips.
+Verdicts of the gateways' readiness probes (card `riskstream-probe`, api/readiness.py) are not business
+traffic: skipped.
 
     python examples/downstream_consumer.py --bootstrap 127.0.0.1:9092 --group case-management
 """
@@ -15,11 +17,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError
 
+from api.readiness import is_probe
+
 
 def handle(verdict: dict[str, Any], seen: set[str]) -> None:
     """Open a case for declines and reviews, once per transaction."""
     tx_id = verdict["transaction_id"]
-    if tx_id in seen:  # a re-delivered verdict: already handled
+    if tx_id in seen or is_probe(verdict):  # a re-delivered verdict, or a gateway's readiness probe
         return
     seen.add(tx_id)
     if verdict["decision"] in ("decline", "review"):

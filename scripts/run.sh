@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: the whole local stack in one terminal. Starts Kafka (if not already running), creates the
-# topics, migrates the database, trains a model if there is none, then runs worker, sink and gateway,
-# scores a few demo transactions and follows verdicts. Ctrl-C stops everything this script started.
+# topics, migrates the database, trains a model if there is none, then runs worker, sink and gateway, waits
+# until the pipeline answers within the deadline, scores a few demo transactions and follows verdicts.
+# Ctrl-C stops everything this script started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RS=.venv/bin/riskstream
@@ -52,12 +53,13 @@ start worker $RS worker
 start sink $RS sink
 start gateway $RS gateway
 
-say "waiting for the gateway and the worker"
-for _ in $(seq 1 120); do
-  if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then break; fi
-  sleep 0.5
-done
-curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null || { say "gateway not ready; see $LOGS/gateway.log"; exit 1; }
+# Ready means a probe transaction's verdict came back within the deadline (api/readiness.py): scoring the demo
+# before that showed only fallbacks on a busy machine. The wait prints what it waits for as that changes.
+say "waiting until the pipeline answers a probe transaction within the deadline (gateway /readyz)"
+DEMO=(.venv/bin/python examples/demo.py --url "http://127.0.0.1:$PORT" --api-key "$API_KEY"
+      --worker-url "http://127.0.0.1:${RISKSTREAM_WORKER__WEB_PORT:-6066}")
+"${DEMO[@]}" --wait-only --wait-s 300 || {
+  say "not ready; see $LOGS/worker.log and $LOGS/gateway.log"; exit 1; }
 
 cat <<EOT
 
@@ -74,7 +76,7 @@ cat <<EOT
 EOT
 
 say "scoring a few demo transactions through the gateway"
-.venv/bin/python examples/demo.py --url "http://127.0.0.1:$PORT" --api-key "$API_KEY" || true
+"${DEMO[@]}" --wait-s 30 || true
 say "following verdicts (Ctrl-C to stop)"
 $RS tail &
 pids+=($!)

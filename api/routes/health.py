@@ -20,10 +20,16 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(state: State) -> JSONResponse:
-    """The gateway can reach Kafka and take requests."""
-    ok = await state.bridge.check_kafka()
-    body = Readiness(status="ready" if ok else "unavailable", kafka=ok, in_flight=state.bridge.in_flight)
-    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+    """The gateway can answer within the deadline: a verdict came back in time recently (api.readiness)."""
+    check = await state.readiness.check()
+    body = Readiness(
+        status="ready" if check.ready else "unavailable",
+        kafka=state.bridge.ready,
+        in_flight=state.bridge.in_flight,
+        detail=check.detail,
+        last_verdict_s=None if check.last_verdict_s is None else round(check.last_verdict_s, 3),
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if check.ready else 503)
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -10,6 +10,7 @@ on loopback, bounded in count and time. Throughout:
 - every answer is a verdict or the fallback (degraded, reason `timeout`) within the deadline plus a
   margin, or a 429 / 503 refusal within that bound too; nothing else: no other status, no transport error,
   no client timeout, no traceback in the gateway's log;
+- every refusal is counted in `riskstream_gateway_refusals_total` (by reason) and logged;
 - once the load stops, a normal request gets a normal (not degraded) verdict within the deadline again.
 
 The short variant (8 s) runs in the normal suite, the 30 s one is a soak test (`make test-all`).
@@ -48,14 +49,21 @@ KEY = "overload-key-0123456789abcdef"
 RUN = uuid.uuid4().hex[:8]
 _SEQ = itertools.count()
 DEADLINE_MS = 300  # the default, as users run it
-#: Slack on top of the deadline for any answer, generous: on a 2-core machine shared with other test runs
-#: the gateway, the worker, Kafka and this client compete for CPU (worst answers seen: ~1.1 s with the
-#: gateway shedding). Unbounded queueing goes far beyond it within seconds at 3x: without
-#: api/overload.py most requests got no answer within 4.8 s and the gateway grew by 120 MB in 8 s.
-MARGIN_MS = 2000
+#: Slack on top of the deadline for every answer, as this client measures it (from sending the request to
+#: reading the answer), plus the client's own loop lag: an answer the gateway wrote on time is read as
+#: late as this client's loop runs. Generous on purpose: the gateway, the worker, Kafka and this client
+#: share 2 cores with whatever else runs; the strict figure (p99.9 within the deadline + 20 ms) is for
+#: the benchmark, on a quiet machine. Answers seen here: up to ~50 ms past the deadline; before the
+#: deadline counted from arrival and a late event loop was refused at admission, up to 1.5 s past it (and
+#: without api/overload.py most requests got no answer within 4.8 s, the gateway growing by 120 MB in 8 s).
+MARGIN_MS = 200
 OVERLOAD_FACTOR = 3.0
 #: Bounds the load (and the client's own CPU) on a much faster machine; the report shows the rate used.
 MAX_RATE = 2000.0
+#: A closed-loop client refused (429) waits this long before its next request, as the gateway's
+#: `Retry-After: 1` asks. Refused clients that retried at once (or after 0.1 s) made a refusal storm that
+#: took the gateway's CPU on a busy machine: "capacity" read 20-64 answers/s with 500-1,150 refusals/s.
+REFUSED_PAUSE_S = 1.0
 #: Resident memory the gateway may gain under load: it holds one future and one request per answer due.
 RSS_GROWTH_LIMIT_MB = 100
 
@@ -157,7 +165,7 @@ class Outcomes:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     unexpected_bodies: list[str] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
-    #: how late the client sent requests against its schedule, worst, ms
+    #: how late the client ran: sending against its schedule, or a 5 ms tick of its loop; worst, ms
     lag_ms: float = 0.0
     connections: int = 0
 
@@ -175,6 +183,11 @@ class Outcomes:
             p99 = ordered[max(math.ceil(len(ordered) * 0.99) - 1, 0)]
             p50, worst = statistics.median(ordered), ordered[-1]
             parts.append(f"{outcome}={len(ordered)} (p50 {p50:.0f} ms, p99 {p99:.0f}, max {worst:.0f})")
+        every = sorted(v for values in self.latencies.values() for v in values)
+        if every:
+            p999 = every[max(math.ceil(len(every) * 0.999) - 1, 0)]
+            over = [sum(v > DEADLINE_MS + extra for v in every) for extra in (20, 50)]
+            parts.append(f"all answers p99.9 {p999:.0f} ms, over deadline+20 ms {over[0]}, +50 ms {over[1]}")
         parts.append(f"client lag max {self.lag_ms:.0f} ms, {self.connections} connections")
         if self.rss_mb:
             parts.append(f"gateway RSS {min(self.rss_mb):.0f}-{max(self.rss_mb):.0f} MB")
@@ -220,14 +233,18 @@ class RawHttp:
         """The answer, or None when the connection turns out closed before any byte of it."""
         try:
             writer.write(request)
-            status_line = await reader.readline()
-            if not status_line:
+            try:  # the whole head at once: one await, not one per header line (client CPU)
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as e:
+                if e.partial:
+                    raise
                 writer.close()
                 return None
+            status_line, *lines = head.decode("latin-1").split("\r\n")
             status = int(status_line.split()[1])
             length, keep_alive = 0, True
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.decode("latin-1").partition(":")
+            for line in lines:
+                name, _, value = line.partition(":")
                 if name.lower() == "content-length":
                     length = int(value)
                 elif name.lower() == "connection" and value.strip().lower() == "close":
@@ -258,8 +275,10 @@ async def open_loop(stack: Stack, rate: float, seconds: float) -> Outcomes:
     total = int(rate * seconds)
     http = RawHttp(stack.url)
 
+    bodies = [orjson.dumps(transaction(i)) for i in range(total)]  # before the clock: less client CPU during it
+
     async def one(i: int, scheduled: float) -> None:
-        body = orjson.dumps(transaction(i))
+        body = bodies[i]
         sent = time.monotonic()
         out.lag_ms = max(out.lag_ms, (sent - scheduled) * 1000)
         try:
@@ -291,9 +310,16 @@ async def open_loop(stack: Stack, rate: float, seconds: float) -> Outcomes:
             out.rss_mb.append(rss_mb(stack.gateway))
             await asyncio.sleep(0.5)
 
+    async def tick(until: float) -> None:
+        while time.monotonic() < until:
+            due = time.monotonic() + 0.005
+            await asyncio.sleep(0.005)
+            out.lag_ms = max(out.lag_ms, (time.monotonic() - due) * 1000)
+
     try:
         start = time.monotonic() + 0.1
         sampler = asyncio.create_task(sample_rss(start + seconds + timeout_s))
+        ticker = asyncio.create_task(tick(start + seconds + timeout_s))
         tasks = []
         for i in range(total):
             scheduled = start + i / rate
@@ -304,24 +330,25 @@ async def open_loop(stack: Stack, rate: float, seconds: float) -> Outcomes:
             out.sent += 1
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=timeout_s + 10)
         sampler.cancel()
+        ticker.cancel()
     finally:
         http.close()
     out.connections = http.opened
     return out
 
 
-async def closed_loop_capacity(stack: Stack, seconds: float, concurrency: int = 128) -> tuple[float, float]:
-    """(answers, real verdicts) per second with `concurrency` clients each waiting for its answer.
+async def closed_loop_capacity(stack: Stack, seconds: float, concurrency: int = 128) -> tuple[float, float, float]:
+    """(answers, real verdicts, refusals) per second with `concurrency` clients each waiting for its answer.
 
     Answers (a verdict or the fallback) measure what the gateway itself sustains: 128 waiting clients
     saturate it here even when every answer is the 300 ms fallback.
     """
-    answers = verdicts = 0
+    answers = verdicts = refused = 0
     stop_at = time.monotonic() + seconds
     http = RawHttp(stack.url)
 
     async def loop(n: int) -> None:
-        nonlocal answers, verdicts
+        nonlocal answers, verdicts, refused
         i = n
         while time.monotonic() < stop_at:
             async with asyncio.timeout(10):
@@ -329,6 +356,9 @@ async def closed_loop_capacity(stack: Stack, seconds: float, concurrency: int = 
             if status == 200:
                 answers += 1
                 verdicts += not orjson.loads(content)["degraded"]
+            else:  # back off as asked: an instant retry only feeds a refusal storm
+                refused += 1
+                await asyncio.sleep(REFUSED_PAUSE_S)
             i += concurrency
 
     started = time.monotonic()
@@ -337,20 +367,32 @@ async def closed_loop_capacity(stack: Stack, seconds: float, concurrency: int = 
     finally:
         http.close()
     elapsed = time.monotonic() - started
-    return answers / elapsed, verdicts / elapsed
+    return answers / elapsed, verdicts / elapsed, refused / elapsed
+
+
+def refusals_counted(stack: Stack) -> dict[str, float]:
+    """`riskstream_gateway_refusals_total` by reason, from the gateway's /metrics."""
+    text = httpx.get(stack.url + "/metrics", timeout=10).text
+    return {
+        line.split('reason="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("riskstream_gateway_refusals_total{")
+    }
 
 
 async def overload_and_recover(stack: Stack, seconds: float, recovery_timeout_s: float) -> None:
-    capacity, verdicts = await closed_loop_capacity(stack, seconds=3.0)
+    capacity, verdicts, refused = await closed_loop_capacity(stack, seconds=3.0)
     assert capacity > 20, f"{capacity:.1f} answers/s: the stack is too slow to test\n" + stack.logs()
     rate = min(OVERLOAD_FACTOR * capacity, MAX_RATE)
     log_before = stack.gateway.log_path.read_text(errors="replace")
     baseline_rss = rss_mb(stack.gateway)
+    counted_before = await asyncio.to_thread(refusals_counted, stack)
 
     out = await open_loop(stack, rate, seconds)
+    counted = await asyncio.to_thread(refusals_counted, stack)
     report = (
-        f"capacity {capacity:.0f} answers/s ({verdicts:.0f} real verdicts), offered {rate:.0f}/s for {seconds:.0f} s: "
-        + out.summary()
+        f"capacity {capacity:.0f} answers/s ({verdicts:.0f} real verdicts, {refused:.0f} refusals), offered "
+        f"{rate:.0f}/s for {seconds:.0f} s: " + out.summary()
     )
     print(report)
 
@@ -360,13 +402,23 @@ async def overload_and_recover(stack: Stack, seconds: float, recovery_timeout_s:
         f"answers other than a verdict, the fallback, 429 or 503: {unexpected} {out.unexpected_bodies[:3]}\n{report}"
     )
     assert out.counts.total() == out.sent
-    late = {k: round(max(v)) for k, v in out.latencies.items() if max(v) > DEADLINE_MS + MARGIN_MS}
-    assert not late, f"answers later than {DEADLINE_MS} + {MARGIN_MS} ms (worst, per outcome): {late}\n{report}"
+    bound_ms = DEADLINE_MS + MARGIN_MS + out.lag_ms
+    late = {k: sorted(round(x) for x in v if x > bound_ms)[-5:] for k, v in out.latencies.items() if max(v) > bound_ms}
+    assert not late, (
+        f"answers later than the deadline {DEADLINE_MS} + {MARGIN_MS} ms + client lag {out.lag_ms:.0f} ms "
+        f"(the latest, per outcome): {late}\n{report}"
+    )
+    refusals = {reason: n - counted_before.get(reason, 0.0) for reason, n in counted.items()}
+    assert sum(refusals.values()) == out.counts["429"] + out.counts["503"], (
+        f"refusals counted by the gateway {refusals} are not the 429 and 503 answers seen\n{report}"
+    )
     assert max(out.rss_mb) - baseline_rss < RSS_GROWTH_LIMIT_MB, (
         f"gateway memory grew from {baseline_rss:.0f} MB: {report}"
     )
     new_log = stack.gateway.log_path.read_text(errors="replace")[len(log_before) :]
     assert "Traceback" not in new_log, new_log[-3000:]
+    for reason, n in refusals.items():  # at least a line per reason (more are summed up: api/refusals.py)
+        assert not n or f"({reason})" in new_log, f"{n:.0f} refusals ({reason}) but no log line\n{new_log[-3000:]}"
 
     recovery_s = await seconds_until_a_normal_verdict(stack, timeout_s=recovery_timeout_s)
     print(f"a normal verdict within the deadline again {recovery_s:.1f} s after the load")

@@ -49,10 +49,11 @@ async def client(kafka_broker: Broker, sqlite_url: str) -> AsyncIterator[httpx.A
 
 
 async def wait_ready(c: httpx.AsyncClient, timeout_s: float = 30.0) -> None:
-    """The gateway connects to Kafka in the background, as an orchestrator would see: poll /readyz."""
+    """The gateway connects to Kafka in the background: poll /readyz until it says Kafka is connected. No
+    worker runs here, so it never says ready (`test_readiness_needs_a_verdict_within_the_deadline`)."""
     deadline = asyncio.get_running_loop().time() + timeout_s
-    while (await c.get("/readyz")).status_code != 200:
-        assert asyncio.get_running_loop().time() < deadline, "gateway never became ready"
+    while not (await c.get("/readyz")).json()["kafka"]:
+        assert asyncio.get_running_loop().time() < deadline, "gateway never connected to Kafka"
         await asyncio.sleep(0.1)
 
 
@@ -96,7 +97,17 @@ async def test_every_business_endpoint_refuses_a_missing_or_wrong_key(
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"])
 async def test_health_metrics_and_docs_need_no_key(client: httpx.AsyncClient, path: str) -> None:
     response = await client.get(path)
-    assert response.status_code == 200, response.text
+    # /readyz: 503 here, without a worker (next test), but an answer, not a 401.
+    assert response.status_code == (503 if path == "/readyz" else 200), response.text
+
+
+async def test_readiness_needs_a_verdict_within_the_deadline(client: httpx.AsyncClient) -> None:
+    """Connected to Kafka but no worker: the probe transaction gets no verdict, so not ready, and why."""
+    response = await client.get("/readyz")
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["kafka"] is True and body["status"] == "unavailable" and body["last_verdict_s"] is None
+    assert "probe transaction got no verdict within the 200 ms deadline" in body["detail"], body
 
 
 async def test_any_configured_key_is_accepted(client: httpx.AsyncClient) -> None:
