@@ -30,11 +30,12 @@ from prometheus_client import Counter
 
 from api.bridge import BridgeUnavailable, KafkaBridge
 from api.deadline import Deadline
+from pipeline.records import PROBE_CARD_ID
 
 log = logging.getLogger("riskstream.gateway")
 
 #: The reserved card and merchant of probe transactions; probe transaction ids start with it too.
-PROBE_ID = "riskstream-probe"
+PROBE_ID = PROBE_CARD_ID
 #: A verdict within the deadline at most this old (seconds) makes the gateway ready.
 FRESH_S = 30.0
 #: While probes fail, at most one is sent per this many seconds, however often readiness is asked.

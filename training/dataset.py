@@ -58,6 +58,7 @@ def read_history(settings: Any) -> pd.DataFrame:
     """The labelled history the sink stored (`train --from-db`): transactions with their latest label."""
     from pipeline.db.engine import DatabaseError, create_engine_from_settings, session_factory
     from pipeline.db.repository import labelled_history
+    from pipeline.records import PROBE_CARD_ID
 
     engine = create_engine_from_settings(settings)
     try:
@@ -67,6 +68,8 @@ def read_history(settings: Any) -> pd.DataFrame:
         raise DatasetError(f"cannot read the stored history: {e}") from e
     finally:
         engine.dispose()
+    # The gateway's readiness probes are scored and stored like any transaction; they are not history.
+    history = history[history["card_id"] != PROBE_CARD_ID]
     if history.empty:
         raise DatasetError("the database holds no transactions yet (is the sink running?)")
     if not history["is_fraud"].any():
