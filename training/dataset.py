@@ -113,6 +113,18 @@ def label_events(df: pd.DataFrame, label_delay_days: float) -> list[LabelEvent]:
     ]
 
 
+def label_records(df: pd.DataFrame, *, source: str = "generator") -> list[dict[str, Any]]:
+    """A chargeback (schemas/label.v1.json) per fraud row with a `label_time`, reported then, in report
+    order: what a replay produces to the `labels` topic beside the transactions."""
+    fraud = df[df["is_fraud"].astype(bool) & df["label_time"].notna()].sort_values("label_time", kind="stable")
+    reported = fraud["label_time"].dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z"
+    return [
+        {"transaction_id": str(t), "label": "chargeback", "reported_at": str(r), "card_id": str(c),
+         "merchant_id": str(m), "source": source}
+        for t, r, c, m in zip(fraud["transaction_id"], reported, fraud["card_id"], fraud["merchant_id"], strict=True)
+    ]  # fmt: skip
+
+
 def _epoch_ms(series: pd.Series) -> npt.NDArray[np.int64]:
     ts = pd.to_datetime(series, utc=True)
     return np.asarray(ts.astype("datetime64[ms, UTC]").astype("int64"), dtype=np.int64)

@@ -96,6 +96,34 @@ def time_split(
     return train, validation, test
 
 
+def fit_booster(
+    X_fit: np.ndarray,
+    y_fit: np.ndarray,
+    X_valid: np.ndarray,
+    y_valid: np.ndarray,
+    *,
+    params: dict[str, Any],
+    num_boost_round: int,
+    early_stopping_rounds: int,
+) -> tuple[xgb.Booster, int]:
+    """XGBoost on the feature matrix (FEATURE_NAMES columns), stopped early on the validation rows; the
+    booster is cut to its best iteration, which is returned too."""
+    from pipeline.features import FEATURE_NAMES
+
+    dfit = xgb.DMatrix(X_fit, label=y_fit, feature_names=list(FEATURE_NAMES), missing=np.nan)
+    dvalid = xgb.DMatrix(X_valid, label=y_valid, feature_names=list(FEATURE_NAMES), missing=np.nan)
+    booster = xgb.train(
+        params,
+        dfit,
+        num_boost_round=num_boost_round,
+        evals=[(dvalid, "validation")],
+        early_stopping_rounds=early_stopping_rounds,
+        verbose_eval=False,
+    )
+    best_iteration = int(booster.best_iteration)
+    return booster[: best_iteration + 1], best_iteration
+
+
 def _data_source(config: TrainConfig) -> str:
     if config.history is not None:
         return "database"
@@ -125,20 +153,11 @@ def train(config: TrainConfig, progress: Any = None) -> TrainResult:
         gap_ms=gap_ms,
     )
     X, y = dataset.matrix, dataset.labels
-    dtrain = xgb.DMatrix(X[train_m], label=y[train_m], feature_names=list(FEATURE_NAMES), missing=np.nan)
-    dvalid = xgb.DMatrix(X[valid_m], label=y[valid_m], feature_names=list(FEATURE_NAMES), missing=np.nan)
-    params = dict(config.params)
-    params["seed"] = config.seed
-    booster = xgb.train(
-        params,
-        dtrain,
-        num_boost_round=config.num_boost_round,
-        evals=[(dvalid, "validation")],
-        early_stopping_rounds=config.early_stopping_rounds,
-        verbose_eval=False,
-    )
-    best_iteration = int(booster.best_iteration)
-    booster = booster[: best_iteration + 1]
+    params = {**config.params, "seed": config.seed}
+    booster, best_iteration = fit_booster(
+        X[train_m], y[train_m], X[valid_m], y[valid_m], params=params,
+        num_boost_round=config.num_boost_round, early_stopping_rounds=config.early_stopping_rounds,
+    )  # fmt: skip
     timings["fit"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
