@@ -46,7 +46,28 @@ def fit_calibration(raw: FloatArray, labels: BoolArray, max_knots: int = 200) ->
     if len(x) == 1:  # a constant model: keep np.interp well-defined
         x = np.array([0.0, 1.0])
         y = np.array([y[0], y[0]])
+    x, y = _keep_ranking(x, y)
     return Calibration(x=[float(v) for v in x], y=[float(v) for v in y])
+
+
+#: How far (in probability) the calibrated score may move to keep the raw score's order.
+TIE_BREAK = 1e-6
+
+
+def _keep_ranking(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Tilt the isotonic steps so the map is strictly increasing over the raw score's range [0, 1].
+
+    Isotonic regression is a step function: every raw score of a step got one probability (59,000 distinct
+    scores became about 50 on the handbook benchmark), so the ranking a reviewer's queue or card
+    precision@k sees was full of ties the model never made, which cost about 0.03 average precision. Each
+    value moves by at most `TIE_BREAK`, towards the raw score; knots at 0 and 1 extend the order past the
+    validation set's extremes (np.interp clips there).
+    """
+    if x[0] > 0.0:
+        x, y = np.concatenate([[0.0], x]), np.concatenate([[y[0]], y])
+    if x[-1] < 1.0:
+        x, y = np.concatenate([x, [1.0]]), np.concatenate([y, [y[-1]]])
+    return x, y * (1.0 - TIE_BREAK) + TIE_BREAK * x
 
 
 @dataclass(frozen=True)
