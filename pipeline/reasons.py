@@ -43,6 +43,9 @@ REASON_TEXT: Final[dict[str, str]] = {
     "card_geo_speed_kmh": "travel at {v:,.0f} km/h since the previous transaction",
     "merchant_fraud_rate_30d": "merchant fraud rate {p:.1%} over 30 days",
     "merchant_fraud_count_30d": "{v:.0f} confirmed frauds at this merchant in 30 days",
+    "merchant_fraud_count_1d": "{v:.0f} frauds at this merchant reported in the last day",
+    "merchant_fraud_count_7d": "{v:.0f} frauds at this merchant reported in the last 7 days",
+    "merchant_seconds_since_fraud": "a fraud at this merchant reported {h:,.0f} h ago",
     "card_fraud_rate_30d": "card fraud rate {p:.1%} over 30 days",
     "card_fraud_count_30d": "{v:.0f} reported frauds on this card in 30 days",
 }
@@ -149,7 +152,9 @@ def describe(feature: str, value: float) -> str | None:
         return text.format(names[code].replace("_", " ")) if 0 <= code < len(names) else other
     template = REASON_TEXT.get(feature)
     if template is not None:
-        return template.format(v=value, e=math.expm1(value) if feature == "amount_log" else value, p=value)
+        return template.format(
+            v=value, e=math.expm1(value) if feature == "amount_log" else value, p=value, h=value / 3600
+        )
     for prefix, pattern in _PATTERNS:
         if feature.startswith(prefix):
             window = feature[len(prefix) :]

@@ -147,6 +147,12 @@ MERCHANT_FEATURES: tuple[str, ...] = (
     "merchant_amount_mean_7d",
     "merchant_fraud_rate_30d",
     "merchant_fraud_count_30d",
+    # How fresh the merchant's reported frauds are: a terminal compromised for weeks shows as frauds
+    # reported in the last day or week (reports come days after the fraud), long before they weigh in a
+    # 30-day rate over all its transactions (the handbook benchmark's "terminal risk" windows).
+    "merchant_fraud_count_1d",
+    "merchant_fraud_count_7d",
+    "merchant_seconds_since_fraud",
 )
 #: Fraud labels of the card's earlier transactions, as known at this one's event time. Kept by the entity
 #: stage (key "card_label:<card_id>"), not the card stage: only the event-time merge orders labels among
@@ -364,6 +370,7 @@ def entity_features(kind: EntityKind, state: EntityState, tx: TxLike) -> tuple[f
     m7d, m30d = state.day.totals(t_s, _D7D_30D)
     frauds = state.frauds.count_within(t_s, W30D.seconds)
     rate = _fraud_rate(frauds, m30d[0])
+    latest = state.frauds.latest_visible(t_s)
     return (
         float(m1h[0]),
         float(m24h[0]),
@@ -372,6 +379,9 @@ def entity_features(kind: EntityKind, state: EntityState, tx: TxLike) -> tuple[f
         m7d[1] / 100 / m7d[0] if m7d[0] else NAN,
         rate,
         float(frauds),
+        float(state.frauds.count_within(t_s, W24H.seconds)),
+        float(state.frauds.count_within(t_s, W7D.seconds)),
+        float(t_s - latest) if latest is not None else NAN,
     )
 
 

@@ -216,6 +216,10 @@ class FraudMarks:
         low = event_s - seconds
         return sum(1 for s in self.marks.values() if low < s <= event_s)
 
+    def latest_visible(self, event_s: int) -> int | None:
+        """The second the newest mark visible at `event_s` became visible (None: none is)."""
+        return max((s for s in self.marks.values() if s <= event_s), default=None)
+
     def expire(self, before_s: int) -> None:
         for h in [h for h, s in self.marks.items() if s <= before_s]:
             del self.marks[h]
