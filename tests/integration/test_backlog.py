@@ -16,6 +16,8 @@ pytestmark = pytest.mark.integration
 
 SHORT = {"transactions": 100_000, "days": 60}
 SOAK = {"transactions": 700_000, "days": 75}
+#: Labels reported days late and two SIGKILLs on a month of history: label features exact after crashes (#19).
+KILLED = {"transactions": 20_000, "days": 30}
 
 
 @pytest.mark.parametrize(
@@ -24,6 +26,7 @@ SOAK = {"transactions": 700_000, "days": 75}
         # Soak only for now: one CI run gave 41,020 wrong features with flow control on (README, "Backlogs").
         pytest.param(SHORT, (), id="short", marks=pytest.mark.soak),
         pytest.param(SOAK, (), id="soak", marks=pytest.mark.soak),
+        pytest.param(KILLED, (0.3, 0.6), id="short-killed-twice"),
         pytest.param(SOAK, (0.3, 0.6), id="soak-killed-twice", marks=pytest.mark.soak),
     ],
 )
