@@ -71,8 +71,8 @@ class WorkerSettings(BaseModel):
     #: How long the join waits for a transaction's last partial before giving up on it (logged as an
     #: error). Generous: on a backlog the event-time merge legitimately holds entity partials for a while.
     join_timeout_seconds: float = Field(600.0, gt=0)
-    #: Flow control on a backlog (pipeline.alignment). Off by default: one CI run of the 100k backlog test
-    #: with it on gave 41,020 wrong features (cause not found yet); see README, "Backlogs".
+    #: Flow control on a backlog (pipeline.alignment). Off by default: exact, but no sooner nor smaller on a
+    #: CPU-bound worker (README, "Backlogs"; its once-seen wrong features were the bench producer's reordering).
     flow_control: bool = False
     #: Event-time alignment (pipeline.alignment): how far a source may run ahead of the slowest lagging one.
     #: Too small caps a replay at this much event time per progress round trip; too large holds more in
