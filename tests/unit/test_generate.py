@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from pipeline.io import LABEL_COLUMNS, TRANSACTION_FIELDS, iter_wire_transactions, read_transactions_file
 from pipeline.records import Transaction, parse_transaction
+from tests.fixtures.cli import command_app
 from training.commands.generate import register
 from training.generate import DEFAULT_END, FRAUD_SCENARIOS, SCENARIOS, GeneratorConfig, generate
 from training.populations import EUR_FX, haversine_km
@@ -295,14 +296,7 @@ def test_look_alikes_overlap_fraud_in_single_features(df: pd.DataFrame) -> None:
 
 
 def _cli() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """A stand-in for the riskstream app."""
-
-    register(app)
-    return app
+    return command_app(register)
 
 
 def test_generate_command_writes_the_file_and_prints_a_summary(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from pipeline.io import LABEL_COLUMNS, TRANSACTION_FIELDS, iter_wire_transactions, read_transactions_file
 from pipeline.records import parse_label, parse_transaction
+from tests.fixtures.cli import command_app
 from training.commands.generate import register
 from training.dataset import label_records
 from training.handbook import (
@@ -202,14 +203,7 @@ def test_parquet_round_trip_keeps_the_frame(small_frame: pd.DataFrame, tmp_path:
 
 
 def _cli() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """A stand-in for the riskstream app."""
-
-    register(app)
-    return app
+    return command_app(register)
 
 
 def test_generate_handbook_profile_writes_the_simulation_and_its_labels(tmp_path: Path) -> None:

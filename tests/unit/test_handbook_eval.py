@@ -11,19 +11,13 @@ import typer
 from typer.testing import CliRunner
 
 from pipeline.registry import current_version, list_models, load_model
+from tests.fixtures.cli import command_app
 from training.commands.evaluate import register
 from training.handbook_eval import PUBLISHED
 
 
 def _cli() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """A stand-in for the riskstream app."""
-
-    register(app)
-    return app
+    return command_app(register)
 
 
 def test_evaluate_writes_results_beside_the_published_figures_and_a_servable_model(tmp_path: Path) -> None:
