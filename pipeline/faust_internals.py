@@ -137,12 +137,8 @@ async def take_batches(stream: Any, max_: int, within: float, quiet: float = 0.0
     consuming: asyncio.Future[None] | None = None
 
     async def add_to_buffer(value: Any) -> Any:
-        nonlocal consuming
-        if consuming is not None:
-            try:
-                await consuming
-            finally:
-                consuming = None
+        if consuming is not None:  # a batch is being handled: it must not change under the stage's feet
+            await consuming
         event = stream.current_event
         if event is None:
             raise RuntimeError("a taken value without its event")
@@ -180,8 +176,8 @@ async def take_batches(stream: Any, max_: int, within: float, quiet: float = 0.0
                 buffer.clear()
                 first.clear()
                 full.clear()
-                if not consuming.done():
-                    consuming.set_result(None)
+                handled, consuming = consuming, None
+                handled.set_result(None)
                 consumed.set()
     finally:
         stream.enable_acks = enable_acks
