@@ -33,7 +33,9 @@ def test_the_bench_harness_writes_a_result_file(tmp_path: Path) -> None:
     assert set(data["capacity_rps"]) == {"pipeline", "echo", "constant"}
     assert set(data["latency"]["pipeline"][0]["cpu_s_per_tx"]) == {"worker", "gateway", "sink"}
     cpu = data["cpu"]
-    for key in ("idle_worker_pct", "idle_gateway_pct", "live_vs_backlog_per_tx", "two_vs_one_worker_per_tx"):
+    for key in ("idle_worker_pct", "idle_gateway_pct"):  # an idle process may take no tick in a short window
+        assert math.isfinite(cpu[key]) and cpu[key] >= 0, key
+    for key in ("live_vs_backlog_per_tx", "two_vs_one_worker_per_tx"):
         assert math.isfinite(cpu[key]) and cpu[key] > 0, key
     md = next(tmp_path.glob("*.md")).read_text()
     assert "Goals (issue #18)" in md and "Capacity" in md
