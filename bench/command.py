@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
         section: Annotated[
             list[str] | None,
-            typer.Option(help="Only these: training, throughput, backlog, latency, cpu, state, reasons."),
+            typer.Option(help="Only these: training, throughput, backlog, latency, cpu, state, reasons; or handbook."),
         ] = None,
         reps: Annotated[int, typer.Option(min=1)] = 3,
         seconds: Annotated[
@@ -27,10 +27,25 @@ def register(app: typer.Typer) -> None:
         ] = False,
         out: Annotated[Path | None, typer.Option(help="Results folder (default bench/results).")] = None,
         smoke: Annotated[bool, typer.Option(hidden=True, help="Tiny sizes: make test's harness check.")] = False,
+        kill_at: Annotated[
+            list[float] | None,
+            typer.Option(help="handbook: SIGKILL and restart the worker at these fractions of the verdicts."),
+        ] = None,
+        replay_days: Annotated[
+            int, typer.Option(min=1, help="handbook: days replayed through the worker, ending with the test week.")
+        ] = 75,
     ) -> None:
-        """Measure throughput, latency, training time, state size and reason cost next to their baselines."""
+        """Measure throughput, latency, training time, state size and reason cost next to their baselines;
+        `--section handbook` (alone, not in the default run: ~1 h) runs the handbook's chapter-3 protocol
+        through the live pipeline."""
         from rich.console import Console
         from rich.markdown import Markdown
+
+        if section and "handbook" in section:
+            if len(section) > 1:
+                raise typer.BadParameter("the handbook section runs alone", param_hint="--section")
+            _handbook(quick or smoke, tuple(kill_at or ()), replay_days, out)
+            return
 
         from bench.run import BenchConfig, markdown, run, write
 
@@ -55,3 +70,31 @@ def register(app: typer.Typer) -> None:
         json_path, md_path = write(results, out)
         console.print(Markdown(markdown(results)))
         console.print(f"written {json_path} and {md_path}")
+
+
+def _handbook(quick: bool, kill_at: tuple[float, ...], replay_days: int, out: Path | None) -> None:
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from bench.handbook_live import LiveConfig, markdown, run_with_broker
+    from bench.run import RESULTS
+    from training.handbook import HandbookConfig
+    from training.handbook_eval import EvaluationConfig
+    from training.handbook_report import write_results
+
+    config = LiveConfig(kill_at=kill_at, replay_days=replay_days)
+    if quick:  # the protocol's dates on a small population: a harness check, not a measurement
+        config = LiveConfig(
+            evaluation=EvaluationConfig(simulator=HandbookConfig(customers=400, terminals=800, days=136)),
+            kill_at=kill_at,
+            replay_days=min(replay_days, 21),
+            partitions=4,
+        )
+    console = Console()
+    results = run_with_broker(config, log=lambda msg: console.print(f"[bold blue]==>[/bold blue] {msg}"))
+    name = f"{datetime.now(UTC):%Y-%m-%d}-handbook-live" + ("-quick" if quick else "")
+    json_path, md_path = write_results(results, out or RESULTS, name=name, render=markdown)
+    console.print(Markdown(markdown(results)))
+    console.print(f"written {json_path} and {md_path}")

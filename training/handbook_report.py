@@ -7,6 +7,7 @@ the verdicts' scores renders the same page.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,13 +81,19 @@ def _words(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def write_results(results: dict[str, Any], out_dir: Path, *, name: str | None = None) -> tuple[Path, Path]:
-    """`<out_dir>/<date>-handbook.json` and `.md` (date UTC)."""
+def write_results(
+    results: dict[str, Any],
+    out_dir: Path,
+    *,
+    name: str | None = None,
+    render: Callable[[dict[str, Any]], str] | None = None,
+) -> tuple[Path, Path]:
+    """`<out_dir>/<date>-handbook.json` and `.md` (date UTC); `render` makes the page (default `markdown`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = name or f"{datetime.now(UTC):%Y-%m-%d}-handbook"
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     json_path.write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
-    md_path.write_text(markdown(results))
+    md_path.write_text((render or markdown)(results))
     return json_path, md_path
 
 
