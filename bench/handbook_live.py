@@ -18,6 +18,7 @@ Run: `riskstream bench --section handbook [--kill-at 0.3 --kill-at 0.6]`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import os
 import time
@@ -74,9 +75,8 @@ def run_live(config: LiveConfig, bootstrap: str, root: Path, log: Log = print) -
 
     timings: dict[str, float] = {}
     models = root / "models"
-    config.evaluation.models_dir = models
     t0 = time.perf_counter()
-    offline = run_evaluation(config.evaluation, log=log)
+    offline = run_evaluation(dataclasses.replace(config.evaluation, models_dir=models), log=log)
     timings["offline_evaluation"] = time.perf_counter() - t0
     assert offline.model_path is not None
     version = Path(offline.model_path).name
