@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.case_labels import send_case_label
 from api.deps import Actor, Authorized, GatewayState, JsonBody, State
 from api.errors import Conflict, NotFound, ServiceUnavailable
-from api.payloads import ErrorBody
+from api.payloads import ErrorBody, request_body
 from pipeline.cases import (
     NOTE_MAX_CHARS,
     PRIORITY_MAX,
@@ -47,6 +47,9 @@ class ResolveRequest(BaseModel):
 
     resolution: Resolution
     note: str | None = Field(None, max_length=NOTE_MAX_CHARS, description="Free text; never a card number")
+
+
+RESOLVE_REQUEST_BODY = request_body(ResolveRequest)
 
 
 async def _in_db(gateway: GatewayState, fn: Any, /, **kwargs: Any) -> Any:
@@ -113,10 +116,16 @@ async def claim(case_id: CaseId, state: State, actor: Actor) -> Case:
     "/cases/{case_id}/resolve",
     response_model=Case,
     dependencies=[JsonBody],
-    responses={**_ERRORS, 409: {"model": ErrorBody}, 415: {"model": ErrorBody}},
+    openapi_extra=RESOLVE_REQUEST_BODY,
+    responses={**_ERRORS, 409: {"model": ErrorBody}, 413: {"model": ErrorBody}, 415: {"model": ErrorBody}},
 )
-async def resolve(case_id: CaseId, body: ResolveRequest, state: State, actor: Actor) -> Case:
+async def resolve(case_id: CaseId, request: Request, state: State, actor: Actor) -> Case:
     """Decide a case as fraud or legitimate and send its label; the same decision again changes nothing."""
+    # Read raw and parsed here, as the other bodies are: FastAPI's own parsing answers 400 on bad JSON.
+    try:
+        body = ResolveRequest.model_validate_json(await request.body())
+    except ValidationError as e:
+        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from None
     try:
         case, label = await _in_db(
             state, resolve_case, case_id=case_id, actor=actor, resolution=body.resolution, note=body.note
