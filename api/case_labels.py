@@ -89,15 +89,19 @@ class CaseLabelRelay:
         return sent
 
     async def _run(self) -> None:
+        failing = False  # a database that stays down (or unmigrated) is said once, not every pass
         while True:
             await asyncio.sleep(self.interval_s)
             try:
                 sent = await self.send_pending()
             except DatabaseError as e:
-                log.warning("case label relay: %s", e)
+                if not failing:
+                    log.warning("case label relay cannot read the database (said once until it can): %s", e)
+                failing = True
                 continue
             except Exception:  # a bug must not end the relay for the life of the process
                 log.exception("case label relay pass failed")
                 continue
+            failing = False
             if sent:
                 log.info("case label relay sent %d labels left unsent", sent)
