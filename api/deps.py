@@ -36,16 +36,21 @@ async def get_state(request: Request) -> GatewayState:
 State = Annotated[GatewayState, Depends(get_state)]
 
 
-async def require_api_key(request: Request, state: State) -> None:
+async def require_api_key(request: Request, state: State) -> str:
+    """The name of the key presented (the actor); FastAPI runs it once per request however many ask."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-    if not state.api_keys.check(token.strip()):
+    name = state.api_keys.identify(token.strip())
+    if name is None:
         raise Unauthorized("invalid API key")
+    return name
 
 
 Authorized = Depends(require_api_key)
+#: The API key's name: who claims or resolves a review case.
+Actor = Annotated[str, Depends(require_api_key)]
 
 
 async def require_json(request: Request) -> None:

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from pipeline.records import Label, Transaction, Verdict
 
 
-def _request_body(model: type[BaseModel]) -> dict[str, Any]:
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
     """OpenAPI text for a body the route reads raw and parses with the worker's own parser: the model's
     JSON Schema, the same contract as schemas/*.v1.json (tests/contract proves they agree)."""
     return {
@@ -20,8 +20,8 @@ def _request_body(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-TRANSACTION_REQUEST_BODY = _request_body(Transaction)
-LABEL_REQUEST_BODY = _request_body(Label)
+TRANSACTION_REQUEST_BODY = request_body(Transaction)
+LABEL_REQUEST_BODY = request_body(Label)
 
 
 class ErrorBody(BaseModel):

@@ -4,7 +4,8 @@ The audit copy of a transaction is what the worker accepted, read from the recor
 `riskstream-transaction` header), never a second reading of the raw input: reading `transactions` again
 stored records the worker had dead-lettered (a key that is not the card_id, a null or invalid key) and,
 for a transaction_id sent twice, possibly another copy than the one decided. A transaction is stored only
-with a verdict that decides it, in the same database transaction (`save_decisions`).
+with a verdict that decides it, in the same database transaction (`save_decisions`), and so is the review
+case a `review` or `challenge` verdict opens (`pipeline.cases`).
 
 At-least-once from Kafka, exactly-once in the database: each batch is written (duplicates ignored by
 unique `transaction_id`), committed, and only then are the batch's Kafka offsets committed. A crash

@@ -1,8 +1,8 @@
 """Persistence: the audit and feedback tables, their migrations and batch-oriented, idempotent access.
 
 `engine` (connections and the error hierarchy), `orm` (tables), `repository` (reads and writes of wire
-records), `migrate` (Alembic, configured in code). Only the light parts are imported here: pandas and
-Alembic load when `repository` or `migrate` is imported.
+records), `cases` (the review-case queue), `migrate` (Alembic, configured in code). Only the light parts
+are imported here: pandas and Alembic load when `repository`, `cases` or `migrate` is imported.
 """
 
 from pipeline.db.engine import (

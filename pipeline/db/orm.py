@@ -184,3 +184,34 @@ class RuleVersionRow(Base):
     version: Mapped[str] = mapped_column(Text(), primary_key=True)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
     rule_ids: Mapped[list[str]] = mapped_column(JsonDocument)
+
+
+class CaseRow(Base):
+    """A review case, one per `review` / `challenge` verdict, opened by the sink in the verdict's transaction.
+
+    `state` open -> claimed -> resolved; `assignee` is the API key name that claimed (or resolved) it.
+    `decision` and `priority` are copied from the verdict when the case opens (`pipeline.cases`), so the queue
+    sorts and filters without a join. `label_sent_at` is the outbox mark: null on a resolved case until its
+    label was acknowledged by Kafka (the gateway re-sends the same label until it is set).
+    """
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        UniqueConstraint("transaction_id"),
+        Index("ix_cases_state_priority", "state", "priority"),
+        Index("ix_cases_state_created_at", "state", "created_at"),
+        Index("ix_cases_assignee_state", "assignee", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, Identity(), primary_key=True)
+    transaction_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    decision: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(SmallInteger())
+    state: Mapped[str] = mapped_column(String(16))
+    assignee: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.current_timestamp())
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text())
+    label_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -20,8 +20,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from pipeline.cases import case_priority, opens_case
 from pipeline.db.engine import RiskstreamDbError, classify_error
-from pipeline.db.orm import Base, LabelRow, ModelVersionRow, RuleVersionRow, TransactionRow, VerdictRow
+from pipeline.db.orm import Base, CaseRow, LabelRow, ModelVersionRow, RuleVersionRow, TransactionRow, VerdictRow
 from pipeline.records import Label, Transaction, Verdict, epoch_ms
 
 #: Wire transaction fields in schema order: the columns `labelled_history` returns before the labels.
@@ -131,13 +132,9 @@ def _verdict_from_row(row: VerdictRow) -> Verdict:
 
 
 def save_verdicts(*, session: Session, verdicts: Sequence[Verdict]) -> int:
-    """Store verdicts, keeping the first one per transaction_id; returns how many were new."""
-    with _database_errors(session, f"saving {len(verdicts)} verdicts"):
-        inserted = _insert_ignoring_duplicates(
-            session, _table(VerdictRow), [_verdict_row(v) for v in verdicts], ("transaction_id",)
-        )
-        session.commit()
-    return inserted
+    """Store verdicts (and their review cases), keeping the first one per transaction_id; returns how many
+    were new."""
+    return save_decisions(session=session, verdicts=verdicts, transactions=())[0]
 
 
 def get_verdict(*, session: Session, transaction_id: str) -> Verdict | None:
@@ -205,17 +202,19 @@ def save_decisions(
 
     The audit copy of a transaction is stored only beside a stored verdict that decides it (same card,
     merchant, amount, currency and event time; first copy per transaction_id wins in each table), so a
-    transaction row never exists without its verdict row or disagrees with it. Returns how many verdicts and
-    transactions were new, and how many transactions were refused for lack of an agreeing verdict.
+    transaction row never exists without its verdict row or disagrees with it. A stored `review` or
+    `challenge` verdict gets its review case in the same transaction (`open_cases`): no case without its
+    verdict, no such verdict without its case. Returns how many verdicts and transactions were new, and how
+    many transactions were refused for lack of an agreeing verdict.
     """
     with _database_errors(session, f"saving {len(verdicts)} verdicts and {len(transactions)} transactions"):
         new_verdicts = _insert_ignoring_duplicates(
             session, _table(VerdictRow), [_verdict_row(v) for v in verdicts], ("transaction_id",)
         )
-        ids = sorted({t.transaction_id for t in transactions})
+        ids = sorted({t.transaction_id for t in transactions} | {v.transaction_id for v in verdicts})
         stored: dict[str, Any] = {}
         columns = (VerdictRow.transaction_id, VerdictRow.card_id, VerdictRow.merchant_id, VerdictRow.amount,
-                   VerdictRow.currency, VerdictRow.event_time)  # fmt: skip
+                   VerdictRow.currency, VerdictRow.event_time, VerdictRow.decision, VerdictRow.score)  # fmt: skip
         for start in range(0, len(ids), _LOOKUP_CHUNK):
             chunk = ids[start : start + _LOOKUP_CHUNK]
             stored.update((row.transaction_id, row) for row in session.execute(
@@ -224,8 +223,29 @@ def save_decisions(
         new_transactions = _insert_ignoring_duplicates(
             session, _table(TransactionRow), [_transaction_row(t) for t in agreeing], ("transaction_id",)
         )
+        open_cases(session=session, stored_verdicts=[stored[v.transaction_id] for v in verdicts])
         session.commit()
     return new_verdicts, new_transactions, len(transactions) - len(agreeing)
+
+
+def open_cases(*, session: Session, stored_verdicts: Sequence[Any], now: datetime | None = None) -> int:
+    """Open a review case for each stored verdict (row) that asks for one; an open case stays as it is.
+
+    Does not commit: it belongs to the caller's transaction (the verdicts'). Returns how many were new.
+    """
+    opened_at = now or datetime.now(UTC)
+    rows = [
+        {
+            "transaction_id": v.transaction_id,
+            "decision": v.decision,
+            "state": "open",
+            "created_at": opened_at,
+            "priority": case_priority(score=v.score, amount=v.amount),
+        }
+        for v in {v.transaction_id: v for v in stored_verdicts}.values()
+        if opens_case(v.decision)
+    ]
+    return _insert_ignoring_duplicates(session, _table(CaseRow), rows, ("transaction_id",))
 
 
 def save_labels(*, session: Session, labels: Sequence[Label]) -> int:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import JSON, bindparam, inspect, text
 
 from pipeline.db.engine import MigrationError, make_engine
 from pipeline.db.migrate import (
@@ -24,7 +25,7 @@ from pipeline.db.orm import Base
 
 pytestmark = pytest.mark.integration
 
-TABLES = {"transactions", "verdicts", "labels", "model_versions", "rule_versions"}
+TABLES = {"transactions", "verdicts", "labels", "model_versions", "rule_versions", "cases"}
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -47,7 +48,7 @@ def test_upgrade_from_empty_to_head_then_down_to_base_and_up_again(empty_db_url:
     assert _tables(empty_db_url) == set()
 
     upgrade_database(empty_db_url)
-    assert current_revision(empty_db_url) == head_revision() == "0001"
+    assert current_revision(empty_db_url) == head_revision() == "0002"
     assert _tables(empty_db_url) == TABLES
 
     downgrade_database(empty_db_url, "base")
@@ -119,3 +120,35 @@ def test_migrations_run_from_any_working_directory(database_url: str, tmp_path: 
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == head_revision()
+
+
+def test_cases_revision_opens_cases_for_stored_review_verdicts_and_downgrades_to_0001(empty_db_url: str) -> None:
+    """0002 backfills a case per review / challenge verdict already stored; its downgrade keeps the verdicts."""
+    upgrade_database(empty_db_url, "0001")
+    engine = make_engine(empty_db_url)
+    when = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+    verdict = {"score": 0.8, "model_version": "m", "rules_version": "r", "event_time": when, "decided_at": when,
+               "latency_ms": 1.0, "degraded": False, "amount": 99.0, "schema_version": 1}  # fmt: skip
+    try:
+        with engine.begin() as conn:
+            for tx_id, decision in (("t-review", "review"), ("t-approve", "approve"), ("t-challenge", "challenge")):
+                conn.execute(
+                    text(
+                        "INSERT INTO verdicts (transaction_id, decision, score, reasons, rules, model_version, "
+                        "rules_version, event_time, decided_at, latency_ms, degraded, amount, schema_version) VALUES "
+                        "(:transaction_id, :decision, :score, :reasons, :rules, :model_version, :rules_version, "
+                        ":event_time, :decided_at, :latency_ms, :degraded, :amount, :schema_version)"
+                    ).bindparams(bindparam("reasons", type_=JSON), bindparam("rules", type_=JSON)),
+                    {**verdict, "transaction_id": tx_id, "decision": decision, "reasons": [], "rules": []},
+                )
+        upgrade_database(empty_db_url)
+        with engine.connect() as conn:
+            cases = conn.execute(text("SELECT transaction_id, state, priority FROM cases ORDER BY id")).all()
+        assert [tuple(c) for c in cases] == [("t-review", "open", 40), ("t-challenge", "open", 40)]
+
+        downgrade_database(empty_db_url, "0001")
+        assert "cases" not in _tables(empty_db_url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM verdicts")).scalar_one() == 3
+    finally:
+        engine.dispose()
