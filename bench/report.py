@@ -109,7 +109,7 @@ def online_markdown(results: dict[str, Any]) -> list[str]:
     if found:
         lines += [
             "",
-            "Goals (items of issue #18; #20: issue #20)",
+            "Goals (issue #18)",
             "",
             "| item | goal | this run | holds |",
             "|---|---|---|---|",
