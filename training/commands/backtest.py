@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Test a rule set (and a model) on past payments: what it would have changed, caught and cost."""
         from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
         from pipeline.settings import get_settings
         from training.backtest.history import BacktestError
@@ -58,13 +58,18 @@ def register(app: typer.Typer) -> None:
         )  # fmt: skip
         console, err = Console(), Console(stderr=True)
         show = progress or sys.stderr.isatty()
-        columns = (SpinnerColumn(), TextColumn("{task.description:<45}"), TimeElapsedColumn())
+        columns = (TextColumn("{task.description:<45}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
         try:
             with Progress(*columns, console=err, disable=not show) as bar:
-                task = bar.add_task("backtest", total=None)
-                summary, paths = run_backtest(
-                    config, settings=settings, step=lambda text: bar.update(task, description=text)
-                )
+                # The steps: history, features (most of the time), candidate, served, report.
+                task = bar.add_task("backtest", total=5)
+
+                def step(text: str) -> None:
+                    done = bar.tasks[0].description != "backtest"
+                    bar.update(task, description=text, advance=1 if done else 0)
+
+                summary, paths = run_backtest(config, settings=settings, step=step)
+                bar.update(task, completed=5)
         except BacktestError as e:
             err.print(f"[red]error:[/red] {e}")
             raise typer.Exit(2) from e
