@@ -16,7 +16,9 @@ def register(app: typer.Typer) -> None:
         ] = False,
         section: Annotated[
             list[str] | None,
-            typer.Option(help="Only these: training, throughput, backlog, latency, cpu, state, reasons; or handbook."),
+            typer.Option(
+                help="Only these: training, throughput, backlog, latency, cpu, state, reasons, backtest; or handbook."
+            ),
         ] = None,
         reps: Annotated[int, typer.Option(min=1)] = 3,
         seconds: Annotated[
@@ -53,13 +55,14 @@ def register(app: typer.Typer) -> None:
         if quick:
             config = BenchConfig(transactions=8_000, naive_transactions=2_000, train_transactions=50_000, reps=1,
                                  steps=(100, 250, 500), seconds=5, warmup_seconds=2, idle_seconds=10,
-                                 burst_transactions=5_000, backlog_transactions=20_000, backlog_days=20)  # fmt: skip
+                                 burst_transactions=5_000, backlog_transactions=20_000, backlog_days=20,
+                                 backtest_transactions=20_000)  # fmt: skip
         if smoke:
             config = BenchConfig(transactions=2_000, naive_transactions=500, train_transactions=20_000,
                                  serve_model_transactions=20_000, reps=1,
                                  steps=(20,), report_rates=(20,), seconds=1, backends=("pipeline", "echo", "constant"),
                                  warmup_seconds=0, idle_seconds=1, cpu_rate=20, burst_transactions=200,
-                                 backlog_transactions=2_000, backlog_days=5)  # fmt: skip
+                                 backlog_transactions=2_000, backlog_days=5, backtest_transactions=2_000)  # fmt: skip
         if section:
             config.sections = tuple(section)
         if seconds is not None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import backlog, cpu, latency, offline, online, report, throughput
+from bench import backlog, backtest, cpu, latency, offline, online, report, throughput
 from bench.common import Figure
 from pipeline.kafka.local import free_port
 
@@ -36,7 +36,9 @@ class BenchConfig:
     idle_seconds: float = 30.0
     cpu_rate: float = 100.0
     burst_transactions: int = 20_000
-    sections: tuple[str, ...] = ("training", "throughput", "backlog", "latency", "cpu", "state", "reasons")
+    sections: tuple[str, ...] = ("training", "throughput", "backlog", "latency", "cpu", "state", "reasons", "backtest")
+    #: `backtest` (issue #20): generated transactions replayed by a rules-only backtest.
+    backtest_transactions: int = 200_000
     #: The realistic backlog (issue: runtime v2): months of history with late labels, one worker.
     backlog_transactions: int = 700_000
     backlog_days: int = 75
@@ -63,6 +65,14 @@ def run(config: BenchConfig, log: Any = print) -> dict[str, Any]:
         "config": {k: v for k, v in config.__dict__.items()},
         "figures": {},
     }
+    if "backtest" in config.sections:
+        log(f"backtest: {config.backtest_transactions:,} transactions, rules only…")
+        results["backtest"] = backtest.run(config.backtest_transactions, config.reps, log)
+        results["figures"]["backtest"] = results["backtest"].pop("figures")
+        if set(config.sections) == {"backtest"}:  # needs neither a model nor a broker
+            results["goals"] = [asdict(goal) for goal in report.goals(results)]
+            results["finished"] = datetime.now(UTC).isoformat()
+            return results
     models = root / "models"
     log("training (also the model every other section serves)…")
     trained = config.train_transactions if "training" in config.sections else config.serve_model_transactions
@@ -115,9 +125,9 @@ def run(config: BenchConfig, log: Any = print) -> dict[str, Any]:
             results["backlog"] = result.as_dict()
         if {"latency", "cpu"} & set(config.sections):
             results.update(_online(config, local.bootstrap, root, models, log))
-            results["goals"] = [asdict(goal) for goal in report.goals(results)]
     finally:
         local.stop()
+    results["goals"] = [asdict(goal) for goal in report.goals(results)]
     results["finished"] = datetime.now(UTC).isoformat()
     return results
 

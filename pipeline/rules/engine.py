@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import yaml
 
 from pipeline.features import FEATURE_NAMES
-from pipeline.rules.expr import Compiled, RuleSyntaxError, compile_condition
+from pipeline.rules.expr import Compiled, RuleSyntaxError, compile_rule_condition
+from pipeline.rules.vector import ColumnFn, Frame
 
 ACTIONS = ("approve", "review", "decline", "challenge")
 STATES = ("audit", "shadow", "enforce")
@@ -52,6 +54,8 @@ class Rule:
     condition: Compiled
     score: float | None = None
     reason: str | None = None
+    #: The condition over whole columns (`vector`), from the same parse as `condition`.
+    columns: ColumnFn | None = None
 
     def explain(self, row: Any, tx: Mapping[str, Any]) -> str:
         if not self.reason:
@@ -85,6 +89,15 @@ class RuleSet:
             if rule.condition(context):
                 hits.append(RuleHit(rule.id, rule.action, rule.state, rule.explain(row, tx), rule.score))
         return hits
+
+    def evaluate_frame(self, frame: Frame) -> npt.NDArray[np.bool_]:
+        """Whether each rule's condition holds on each row (rows x rules, file order): `evaluate_row` over
+        whole columns at once, for backtests (equal row by row: `tests/unit/test_rules_vector.py`)."""
+        fired = np.zeros((frame.rows, len(self.rules)), dtype=bool)
+        for j, rule in enumerate(self.rules):
+            columns = rule.columns or compile_rule_condition(rule.when, self.lists).columns
+            fired[:, j] = columns(frame)
+        return fired
 
 
 def _read_list(path: Path) -> frozenset[str]:
@@ -168,13 +181,13 @@ def _load_rule(path: Path, line: int, item: Any, node: yaml.Node, lists: Mapping
         if key_node.value == "when":
             when_line = _line_of(value_node)
     try:
-        condition = compile_condition(item["when"], lists)
+        condition = compile_rule_condition(item["when"], lists)
     except RuleSyntaxError as e:
         raise RulesError(f"{path}:{when_line + e.line - 1} (rule {rule_id}): `when` {e}") from e
     return Rule(
         id=rule_id, description=str(item.get("description", "")), when=item["when"], action=item["action"],
-        state=item["state"], condition=condition, score=None if score is None else float(score),
-        reason=item.get("reason"),
+        state=item["state"], condition=condition.row, score=None if score is None else float(score),
+        reason=item.get("reason"), columns=condition.columns,
     )  # fmt: skip
 
 

@@ -20,8 +20,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pipeline.rules.vector as vector
 from pipeline.features import FEATURE_NAMES
 from pipeline.records import Transaction
+from pipeline.rules.vector import ColumnFn
+from pipeline.rules.vector import as_key as _as_key
 
 TX_FIELDS: frozenset[str] = frozenset(Transaction.model_fields)
 _FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -78,12 +81,14 @@ def _missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-# Node kinds carry a static type: "num", "str", "bool", "list" or "any" (a tx field: str or number).
+# Node kinds carry a static type: "num", "str", "bool" or "any" (only `null`). Each node is compiled twice
+# from the one parse: `fn` for one row, `vec` for whole columns (`pipeline.rules.vector`).
 @dataclass
 class Node:
     fn: Compiled
     type: str
     pos: int
+    vec: ColumnFn
 
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
@@ -139,7 +144,8 @@ class _Parser:
         while self.peek().text == "or":
             tok = self.take()
             right = self.and_expr()
-            left = Node(_either(self._bool(left, tok), self._bool(right, tok)), "bool", tok.pos)
+            lb, rb = self._bool(left, tok), self._bool(right, tok)
+            left = Node(_either(lb.fn, rb.fn), "bool", tok.pos, vector.either(lb.vec, rb.vec))
         return left
 
     def and_expr(self) -> Node:
@@ -147,17 +153,18 @@ class _Parser:
         while self.peek().text == "and":
             tok = self.take()
             right = self.not_expr()
-            left = Node(_both(self._bool(left, tok), self._bool(right, tok)), "bool", tok.pos)
+            lb, rb = self._bool(left, tok), self._bool(right, tok)
+            left = Node(_both(lb.fn, rb.fn), "bool", tok.pos, vector.both(lb.vec, rb.vec))
         return left
 
     def not_expr(self) -> Node:
         if self.peek().text == "not":
             tok = self.take()
             inner = self._bool(self.nested(self.not_expr), tok)
-            return Node(_negation(inner), "bool", tok.pos)
+            return Node(_negation(inner.fn), "bool", tok.pos, vector.negation(inner.vec))
         return self.comparison()
 
-    def _bool(self, node: Node, tok: Token) -> Compiled:
+    def _bool(self, node: Node, tok: Token) -> Node:
         if node.type not in ("bool", "any"):
             raise self.error(f"`{tok.text}` needs true/false operands, not a {node.type}", tok)
         fn = node.fn
@@ -166,7 +173,7 @@ class _Parser:
             v = fn(c)
             return False if _missing(v) else bool(v)
 
-        return as_bool
+        return Node(as_bool, "bool", node.pos, vector.as_bool(node.type, node.vec))
 
     def comparison(self) -> Node:
         left = self.sum_expr()
@@ -187,7 +194,8 @@ class _Parser:
                 except TypeError:
                     return False
 
-            return Node(compare, "bool", tok.pos)
+            vec = vector.compare(tok.text, (left.type, left.vec), (right.type, right.vec))
+            return Node(compare, "bool", tok.pos, vec)
         if tok.text == "in" or (tok.text == "not" and self.tokens[self.i + 1].text == "in"):
             negate = self.take().text == "not"
             if negate:
@@ -201,7 +209,7 @@ class _Parser:
                     return False
                 return (_as_key(v) in values) != negate
 
-            return Node(member, "bool", tok.pos)
+            return Node(member, "bool", tok.pos, vector.member(left.type, left.vec, values, negate))
         if tok.text == "is":
             self.take()
             negate = self.peek().text == "not"
@@ -209,7 +217,8 @@ class _Parser:
                 self.take()
             self.take("missing")
             lf = left.fn
-            return Node(lambda c: _missing(lf(c)) != negate, "bool", tok.pos)
+            vec = vector.is_missing(left.type, left.vec, negate)
+            return Node(lambda c: _missing(lf(c)) != negate, "bool", tok.pos, vec)
         return left
 
     def collection(self) -> frozenset[str]:
@@ -264,7 +273,7 @@ class _Parser:
                 return None
             return op(float(a), float(b))
 
-        return Node(arith, "num", tok.pos)
+        return Node(arith, "num", tok.pos, vector.arith(tok.text, left.vec, right.vec))
 
     def unary(self) -> Node:
         if self.peek().text == "-":
@@ -278,7 +287,7 @@ class _Parser:
                 v = f(c)
                 return None if _missing(v) or isinstance(v, str) else -v
 
-            return Node(negate, "num", tok.pos)
+            return Node(negate, "num", tok.pos, vector.negative(inner.vec))
         return self.atom()
 
     def atom(self) -> Node:
@@ -289,15 +298,15 @@ class _Parser:
             return node
         if tok.kind == "num":
             value = float(tok.text)
-            return Node(lambda c: value, "num", tok.pos)
+            return Node(lambda c: value, "num", tok.pos, vector.constant(value, "num"))
         if tok.kind == "str":
             text = tok.text[1:-1]
-            return Node(lambda c: text, "str", tok.pos)
+            return Node(lambda c: text, "str", tok.pos, vector.constant(text, "str"))
         if tok.text in ("true", "false"):
             flag = tok.text == "true"
-            return Node(lambda c: flag, "bool", tok.pos)
+            return Node(lambda c: flag, "bool", tok.pos, vector.constant(flag, "bool"))
         if tok.text == "null":
-            return Node(lambda c: None, "any", tok.pos)
+            return Node(lambda c: None, "any", tok.pos, vector.constant(None, "any"))
         if tok.kind == "name":
             return self.name(tok)
         raise self.error(f"unexpected {tok.text or 'end of condition'!r}", tok)
@@ -305,7 +314,7 @@ class _Parser:
     def name(self, tok: Token) -> Node:
         name = tok.text
         if name == "score":
-            return Node(lambda c: c[2], "num", tok.pos)
+            return Node(lambda c: c[2], "num", tok.pos, vector.score())
         if name.startswith("tx."):
             field = name[3:]
             if field not in TX_FIELDS:
@@ -314,13 +323,13 @@ class _Parser:
                     f"unknown transaction field {field!r}" + (f"; did you mean {hint}?" if hint else ""), tok
                 )
             kind = "num" if field in ("amount", "lat", "lon") else "str"
-            return Node(lambda c: c[1].get(field), kind, tok.pos)
+            return Node(lambda c: c[1].get(field), kind, tok.pos, vector.tx_field(field, kind))
         index = _FEATURE_INDEX.get(name)
         if index is None:
             known = [*FEATURE_NAMES, "score", *(f"tx.{f}" for f in TX_FIELDS)]
             hint = difflib.get_close_matches(name, known, n=3)
             raise self.error(f"unknown name {name!r}" + (f"; did you mean {hint}?" if hint else ""), tok)
-        return Node(lambda c: float(c[0][index]), "num", tok.pos)
+        return Node(lambda c: float(c[0][index]), "num", tok.pos, vector.feature(index))
 
 
 def _either(lf: Compiled, rf: Compiled) -> Compiled:
@@ -335,20 +344,27 @@ def _negation(f: Compiled) -> Compiled:
     return lambda c: not f(c)
 
 
-def _as_key(value: Any) -> str:
-    """Membership compares text: 5 and 5.0 and '5' are the same list item."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+@dataclass(frozen=True)
+class Condition:
+    """A condition compiled for one row (`row`: (feature row, tx fields, score) → bool) and for whole
+    columns (`columns`: `vector.Frame` → bool array), from the same parse."""
+
+    row: Compiled
+    columns: ColumnFn
+
+
+def compile_rule_condition(text: str, lists: Mapping[str, frozenset[str]] | None = None) -> Condition:
+    """Parse once, compile both forms."""
+    if len(text) > MAX_LENGTH:
+        raise RuleSyntaxError(f"condition longer than {MAX_LENGTH} characters")
+    node = _Parser(text, lists or {}).parse()
+    fn, vec = node.fn, vector.as_bool(node.type, node.vec)
+    return Condition(row=lambda c: fn(c) is True, columns=vec)
 
 
 def compile_condition(text: str, lists: Mapping[str, frozenset[str]] | None = None) -> Compiled:
     """Parse and compile once; the result maps (row, tx fields, score) to True/False."""
-    if len(text) > MAX_LENGTH:
-        raise RuleSyntaxError(f"condition longer than {MAX_LENGTH} characters")
-    node = _Parser(text, lists or {}).parse()
-    fn = node.fn
-    return lambda c: fn(c) is True
+    return compile_rule_condition(text, lists).row
 
 
 def referenced_names(text: str) -> Sequence[str]:

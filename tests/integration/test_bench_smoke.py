@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 
-SECTIONS = ("state", "reasons", "latency", "cpu")
+SECTIONS = ("state", "reasons", "latency", "cpu", "backtest")
 
 
 def test_the_bench_harness_writes_a_result_file(tmp_path: Path) -> None:
@@ -22,7 +22,8 @@ def test_the_bench_harness_writes_a_result_file(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     [json_file] = list(tmp_path.glob("*.json"))
     data = json.loads(json_file.read_text())
-    assert {"state", "reasons"} <= set(data["figures"])
+    assert {"state", "reasons", "backtest"} <= set(data["figures"])
+    assert data["backtest"]["rules_only_tx_per_s"] > 0
     assert data["figures"]["state"][0]["median"] > 0
     # Live traffic through the Go generator: the pipeline and its floors, at the same rate, in one run.
     for backend in ("pipeline", "echo", "constant"):
