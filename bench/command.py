@@ -33,6 +33,10 @@ def register(app: typer.Typer) -> None:
             list[float] | None,
             typer.Option(help="handbook: SIGKILL and restart the worker at these fractions of the verdicts."),
         ] = None,
+        worker_setting: Annotated[
+            list[str] | None,
+            typer.Option(help="handbook: a worker setting NAME=VALUE for the replay (e.g. flow_control=true)."),
+        ] = None,
         replay_days: Annotated[
             int, typer.Option(min=1, help="handbook: days replayed through the worker, ending with the test week.")
         ] = 75,
@@ -46,7 +50,8 @@ def register(app: typer.Typer) -> None:
         if section and "handbook" in section:
             if len(section) > 1:
                 raise typer.BadParameter("the handbook section runs alone", param_hint="--section")
-            _handbook(quick or smoke, tuple(kill_at or ()), replay_days, out)
+            settings = dict(item.split("=", 1) for item in worker_setting or () if "=" in item)
+            _handbook(quick or smoke, tuple(kill_at or ()), replay_days, settings, out)
             return
 
         from bench.run import BenchConfig, markdown, run, write
@@ -75,7 +80,9 @@ def register(app: typer.Typer) -> None:
         console.print(f"written {json_path} and {md_path}")
 
 
-def _handbook(quick: bool, kill_at: tuple[float, ...], replay_days: int, out: Path | None) -> None:
+def _handbook(
+    quick: bool, kill_at: tuple[float, ...], replay_days: int, settings: dict[str, str], out: Path | None
+) -> None:
     from datetime import UTC, datetime
 
     from rich.console import Console
@@ -87,13 +94,14 @@ def _handbook(quick: bool, kill_at: tuple[float, ...], replay_days: int, out: Pa
     from training.handbook_eval import EvaluationConfig
     from training.handbook_report import write_results
 
-    config = LiveConfig(kill_at=kill_at, replay_days=replay_days)
+    config = LiveConfig(kill_at=kill_at, replay_days=replay_days, worker_settings=settings)
     if quick:  # the protocol's dates on a small population: a harness check, not a measurement
         config = LiveConfig(
             evaluation=EvaluationConfig(simulator=HandbookConfig(customers=400, terminals=800, days=136)),
             kill_at=kill_at,
             replay_days=min(replay_days, 21),
             partitions=4,
+            worker_settings=settings,
         )
     console = Console()
     results = run_with_broker(config, log=lambda msg: console.print(f"[bold blue]==>[/bold blue] {msg}"))

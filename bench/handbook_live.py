@@ -47,6 +47,8 @@ class LiveConfig:
     kill_at: Sequence[float] = ()
     partitions: int = 8
     timeout_s: float = 5400.0
+    #: Worker settings for the replay, as RISKSTREAM_WORKER__<NAME> (e.g. {"FLOW_CONTROL": "true"}).
+    worker_settings: dict[str, str] = field(default_factory=dict)
 
 
 def replay_slice(df: pd.DataFrame, config: LiveConfig) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
@@ -91,6 +93,7 @@ def run_live(config: LiveConfig, bootstrap: str, root: Path, log: Log = print) -
         f"kills at {list(config.kill_at)}")  # fmt: skip
     env = BenchEnv(bootstrap, root, partitions=config.partitions)
     env.extra.update({"RISKSTREAM_MODEL__DIR": str(models), "RISKSTREAM_WORKER__EMIT_FEATURES": "true"})
+    env.extra.update({f"RISKSTREAM_WORKER__{k.upper()}": v for k, v in config.worker_settings.items()})
     env.create_topics()
     t0 = time.perf_counter()
     produce_backlog(bootstrap, env.topics["TRANSACTIONS_TOPIC"], records)
@@ -137,7 +140,7 @@ def run_live(config: LiveConfig, bootstrap: str, root: Path, log: Log = print) -
     results["live"] = {
         "replay": {"days": config.replay_days, "transactions": len(records), "labels": len(labels),
                    "first_day": str(rows["timestamp"].min().date()), "partitions": config.partitions,
-                   "kills": fleet.kills, "kill_at": list(config.kill_at)},
+                   "kills": fleet.kills, "kill_at": list(config.kill_at), "worker_settings": config.worker_settings},
         "test_set_rows": int(test.sum()),
         "live": live,
         "offline_same_events": metrics(offline_scores),
