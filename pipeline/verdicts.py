@@ -41,6 +41,8 @@ class VerdictOut:
     rules: list[dict[str, Any]]
     #: The transaction decided, as accepted (sent on the verdict record: see `record_headers`).
     transaction: bytes = b""
+    #: The model's calibrated score, before any rule's override (drift monitoring counts it).
+    score: float = math.nan
 
     def record_headers(self) -> list[tuple[str, bytes]]:
         """Headers of the verdict's record on the verdicts topic."""
@@ -106,7 +108,7 @@ def build_verdicts(
         for i, reasons in zip(flagged, explained, strict=True):
             rows[i]["reasons"] = merge_reasons(rows[i]["reasons"], reasons, top=TOP_REASONS)
     out = []
-    for joined, verdict in zip(batch, rows, strict=True):
+    for i, (joined, verdict) in enumerate(zip(batch, rows, strict=True)):
         out.append(
             VerdictOut(
                 transaction_id=joined.tx_id,
@@ -116,6 +118,7 @@ def build_verdicts(
                 latency_ms=verdict["latency_ms"],
                 rules=verdict["rules"],
                 transaction=joined.card["raw"].encode(),
+                score=float(scores[i]),
             )
         )
     return out
