@@ -541,8 +541,9 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             if completed:
                 model = await serving_model()
                 build = functools.partial(
-                    build_verdicts, model=model, rules=rules_watcher.rules, emit_features=worker.emit_features
-                )
+                    build_verdicts, model=model, rules=rules_watcher.rules, emit_features=worker.emit_features,
+                    observe=drift.observer(model.version, model.metadata) if drift is not None else None,
+                )  # fmt: skip
                 verdicts, failed = isolation.score(completed, build)
                 for joined, reason in failed:
                     dead.append(isolation.unscored(joined, reason))
@@ -558,9 +559,6 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                     to_ack.extend(joined.tokens)
                     metrics.observe_verdict(out)
                 stats.joined += len(verdicts)
-                if drift is not None:
-                    drift.observe(model.version, model.metadata, [j.vector for j, _ in verdicts],
-                                  [out.score for _, out in verdicts], time.time())  # fmt: skip
             sends.extend(dead_letter_sends(dead, kafka.partials_topic))
             metrics.DEAD_LETTERS.inc(len(dead))
             await replies.send_replies(producer, reply_sends, routes)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,8 @@ EPSILON = 1e-4
 PSI_ALERT = 0.2
 #: Fewer transactions than this in a window give no PSI (NaN): sampling noise alone is about bins / count.
 MIN_COUNT = 500
+#: Batches up to this many rows are binned with one broadcast comparison, larger ones column by column.
+SMALL_BATCH = 16
 #: The score's column name in reports.
 SCORE = "score"
 REFERENCE_VERSION = 1
@@ -151,12 +154,18 @@ class Binner:
         for c, e in enumerate(edges):
             padded[c, : len(e)] = e
         self._edges = padded
+        self._edge_lists = [np.asarray(e, dtype=np.float64) for e in edges]
         self._offsets = np.arange(self.columns, dtype=np.int64) * self.slots
 
     def count(self, matrix: FloatArray) -> IntArray:
         """Rows (n by columns, NaN = missing) -> counts per column and slot (columns by slots)."""
-        index = np.sum(matrix[:, :, None] >= self._edges[None, :, :], axis=2)
-        index = np.minimum(index, self.widths[None, :])  # +inf passes the padding: the top bin all the same
+        if len(matrix) <= SMALL_BATCH:  # one broadcast comparison: fewest numpy calls
+            index = np.sum(matrix[:, :, None] >= self._edges[None, :, :], axis=2)
+            index = np.minimum(index, self.widths[None, :])  # +inf passes the padding: the top bin all the same
+        else:  # a binary search per column: the broadcast's work grows with rows x columns x edges
+            index = np.empty(matrix.shape, dtype=np.int64)
+            for c, edges in enumerate(self._edge_lists):
+                index[:, c] = np.searchsorted(edges, matrix[:, c], side="right")
         index[np.isnan(matrix)] = self.missing
         flat = np.bincount((index + self._offsets[None, :]).ravel(), minlength=self.columns * self.slots)
         counts: IntArray = flat.reshape(self.columns, self.slots).astype(np.int64)
@@ -341,6 +350,14 @@ class DriftWatch:
         self.follow(version, metadata)
         if self.monitor is not None and len(scores):
             self.monitor.observe(np.asarray(vectors, dtype=np.float64), np.asarray(scores, dtype=np.float64), now_s)
+
+    def observer(self, version: str, metadata: Any) -> Callable[[FloatArray, FloatArray], None] | None:
+        """What counts a batch scored by this model (feature matrix and scores) now; None with drift off."""
+        self.follow(version, metadata)
+        monitor = self.monitor
+        if monitor is None:
+            return None
+        return lambda matrix, scores: monitor.observe(matrix, scores, time.time())
 
     def report(self, now_s: float) -> list[WindowReport]:
         return self.monitor.report(now_s) if self.monitor is not None else []

@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from pipeline.features import FEATURE_NAMES
@@ -41,8 +42,6 @@ class VerdictOut:
     rules: list[dict[str, Any]]
     #: The transaction decided, as accepted (sent on the verdict record: see `record_headers`).
     transaction: bytes = b""
-    #: The model's calibrated score, before any rule's override (drift monitoring counts it).
-    score: float = math.nan
 
     def record_headers(self) -> list[tuple[str, bytes]]:
         """Headers of the verdict's record on the verdicts topic."""
@@ -65,8 +64,10 @@ def build_verdicts(
     emit_features: bool = False,
     with_reasons: bool = True,
     now_ms: float | None = None,
+    observe: Callable[[npt.NDArray[np.float64], npt.NDArray[np.float64]], None] | None = None,
 ) -> list[VerdictOut]:
-    """Score the batch at once, apply rules and the decision precedence, and encode each verdict."""
+    """Score the batch at once, apply rules and the decision precedence, and encode each verdict; `observe`
+    gets the feature matrix and the model's scores once the whole batch is decided (drift monitoring)."""
     if not batch:
         return []
     matrix = np.asarray([j.vector for j in batch], dtype=np.float64)
@@ -108,7 +109,7 @@ def build_verdicts(
         for i, reasons in zip(flagged, explained, strict=True):
             rows[i]["reasons"] = merge_reasons(rows[i]["reasons"], reasons, top=TOP_REASONS)
     out = []
-    for i, (joined, verdict) in enumerate(zip(batch, rows, strict=True)):
+    for joined, verdict in zip(batch, rows, strict=True):
         out.append(
             VerdictOut(
                 transaction_id=joined.tx_id,
@@ -118,9 +119,10 @@ def build_verdicts(
                 latency_ms=verdict["latency_ms"],
                 rules=verdict["rules"],
                 transaction=joined.card["raw"].encode(),
-                score=float(scores[i]),
             )
         )
+    if observe is not None:
+        observe(matrix, scores)
     return out
 
 
