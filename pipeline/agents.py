@@ -38,6 +38,7 @@ from pipeline import (
 from pipeline.acks import OrderedAcks
 from pipeline.admission import RESEEK_SECONDS, FaustPositions, GuardedTopic
 from pipeline.blocking import off_loop
+from pipeline.drift import DriftWatch
 from pipeline.health import Health, InputPosition
 from pipeline.kafka.admin import CARD_TABLE, ENTITY_TABLE, TopicNames
 from pipeline.merge import EventTimeMerger
@@ -465,6 +466,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     # run took 12 s under the GIL on a backlog and stalled the consumer thread into a rebalance.
     holder.maybe_reload()
     rules_watcher = RulesWatcher(settings.rules.dir)
+    drift = DriftWatch(min_count=worker.drift_min_transactions) if worker.drift else None
 
     @app.timer(settings.model.reload_interval_seconds)
     async def reload_model() -> None:
@@ -539,8 +541,9 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             if completed:
                 model = await serving_model()
                 build = functools.partial(
-                    build_verdicts, model=model, rules=rules_watcher.rules, emit_features=worker.emit_features
-                )
+                    build_verdicts, model=model, rules=rules_watcher.rules, emit_features=worker.emit_features,
+                    observe=drift.observer(model.version, model.metadata) if drift is not None else None,
+                )  # fmt: skip
                 verdicts, failed = isolation.score(completed, build)
                 for joined, reason in failed:
                     dead.append(isolation.unscored(joined, reason))
@@ -598,6 +601,8 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
             metrics.set_info(metrics.MODEL_INFO, holder.model.version)
         if rules_watcher.rules is not None:
             metrics.set_info(metrics.RULES_INFO, rules_watcher.rules.version)
+        if drift is not None:
+            metrics.observe_drift(drift.report(time.time()), drift.training_flag_rate)
         # aiohttp wants the charset apart from the content type.
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 

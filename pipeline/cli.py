@@ -34,6 +34,7 @@ _COMMAND_MODULES = (
     "pipeline.commands.models",
     "pipeline.commands.sink",
     "pipeline.commands.streams",
+    "pipeline.commands.drift",
 )
 
 

@@ -16,6 +16,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from pipeline.merge import NOTHING_MS
 
 if TYPE_CHECKING:
+    from pipeline.drift import WindowReport
     from pipeline.verdicts import VerdictOut
 
 RECORDS = Counter("riskstream_worker_records_total", "Records handled by stage", ["stage"])
@@ -138,3 +139,31 @@ def observe_lag(lags: Iterable[tuple[str, int, int]]) -> None:
     CONSUMER_LAG.clear()
     for topic, partition, lag in lags:
         CONSUMER_LAG.labels(topic, str(partition)).set(lag)
+
+
+FEATURE_PSI = Gauge(
+    "riskstream_feature_psi",
+    "Population stability index of a feature over a sliding window against the model's training reference "
+    "(pipeline.drift); NaN below the window's minimum count; > 0.2 is drift",
+    ["feature", "window"],
+)
+SCORE_PSI = Gauge("riskstream_score_psi", "Population stability index of the model score (as feature_psi)", ["window"])
+FLAG_RATE = Gauge(
+    "riskstream_flag_rate", "Share of transactions scored at or above the review threshold, by window", ["window"]
+)
+TRAINING_FLAG_RATE = Gauge("riskstream_training_flag_rate", "The flag rate of the serving model's reference rows")
+
+
+def observe_drift(reports: Iterable[WindowReport], training_flag_rate: float | None) -> None:
+    """The drift gauges as of now; none when the model has no reference (or drift monitoring is off)."""
+    for gauge in (FEATURE_PSI, SCORE_PSI, FLAG_RATE):
+        gauge.clear()
+    if training_flag_rate is None:
+        TRAINING_FLAG_RATE.set(math.nan)
+        return
+    TRAINING_FLAG_RATE.set(training_flag_rate)
+    for report in reports:
+        for feature, value in report.feature_psi.items():
+            FEATURE_PSI.labels(feature, report.window).set(value)
+        SCORE_PSI.labels(report.window).set(report.score_psi)
+        FLAG_RATE.labels(report.window).set(report.flag_rate)

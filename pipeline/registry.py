@@ -45,11 +45,14 @@ class ModelMetadata:
     calibration: dict[str, Any]
     metrics: dict[str, Any] = field(default_factory=dict)
     report_files: list[str] = field(default_factory=list)
+    #: Quantile bins of the features and the score, and the flag rate, on held-out rows (pipeline.drift);
+    #: None in models trained before drift monitoring.
+    drift_reference: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelMetadata:
         known = {f for f in cls.__dataclass_fields__}
-        missing = sorted(known - {"metrics", "report_files"} - set(data))
+        missing = sorted(known - {"metrics", "report_files", "drift_reference"} - set(data))
         if missing:
             raise ModelError(f"metadata.json lacks {', '.join(missing)}")
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -96,6 +96,10 @@ class WorkerSettings(BaseModel):
     #: Shortest time between two reads of the broker's topic list when a reply names a topic not in it
     #: (a new gateway's reply topic; or a name that does not exist, then ignored: pipeline.replies).
     reply_topics_refresh_seconds: float = Field(2.0, gt=0, le=60)
+    #: Count features and scores against the model's training reference and export their PSI (pipeline.drift).
+    drift: bool = True
+    #: Fewer transactions than this in a drift window give no PSI (NaN): a few would show noise as drift.
+    drift_min_transactions: int = Field(500, ge=1)
 
 
 class ModelSettings(BaseModel):

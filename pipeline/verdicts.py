@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from pipeline.features import FEATURE_NAMES
@@ -63,8 +64,10 @@ def build_verdicts(
     emit_features: bool = False,
     with_reasons: bool = True,
     now_ms: float | None = None,
+    observe: Callable[[npt.NDArray[np.float64], npt.NDArray[np.float64]], None] | None = None,
 ) -> list[VerdictOut]:
-    """Score the batch at once, apply rules and the decision precedence, and encode each verdict."""
+    """Score the batch at once, apply rules and the decision precedence, and encode each verdict; `observe`
+    gets the feature matrix and the model's scores once the whole batch is decided (drift monitoring)."""
     if not batch:
         return []
     matrix = np.asarray([j.vector for j in batch], dtype=np.float64)
@@ -118,6 +121,8 @@ def build_verdicts(
                 transaction=joined.card["raw"].encode(),
             )
         )
+    if observe is not None:
+        observe(matrix, scores)
     return out
 
 

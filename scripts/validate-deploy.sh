@@ -36,10 +36,13 @@ fi
 echo "== helm lint"
 "$BIN/helm" lint --strict helm/riskstream
 echo "== helm template | kubeconform -strict (Kubernetes $K8S_VERSION)"
-for values in "" "--set rules.files.custom\\.yaml=x --set gateway.autoscaling.enabled=false --set models.persistence.enabled=false"; do
+# Custom resources (PrometheusRule) validate against the schemas in deploy/schemas.
+for values in "" "--set rules.files.custom\\.yaml=x --set gateway.autoscaling.enabled=false --set models.persistence.enabled=false" \
+  "--set prometheusRule.enabled=true --set prometheusRule.labels.release=prometheus"; do
   # shellcheck disable=SC2086
   "$BIN/helm" template riskstream helm/riskstream $values \
-    | "$BIN/kubeconform" -strict -summary -schema-location "$SCHEMAS/{{ .ResourceKind }}{{ .KindSuffix }}.json"
+    | "$BIN/kubeconform" -strict -summary -schema-location "$SCHEMAS/{{ .ResourceKind }}{{ .KindSuffix }}.json" \
+      -schema-location "deploy/schemas/{{ .ResourceKind }}{{ .KindSuffix }}.json"
 done
 echo "== docker compose config"
 env_file=$(mktemp)

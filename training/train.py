@@ -130,6 +130,18 @@ def _data_source(config: TrainConfig) -> str:
     return str(config.data) if config.data is not None else f"generated(seed={config.seed})"
 
 
+def _drift_reference(
+    X: np.ndarray, valid_m: np.ndarray, test_m: np.ndarray, valid_scores: Any, test_scores: Any, review: float
+) -> dict[str, Any]:
+    """The drift reference (pipeline.drift) of the held-out rows: their scores are the model's out of sample,
+    unlike the fitted rows', and their velocity features have warm state, unlike the first days'."""
+    from pipeline.drift import build_reference
+
+    matrix = np.concatenate([X[valid_m], X[test_m]])
+    scores = np.concatenate([np.asarray(valid_scores, dtype=np.float64), np.asarray(test_scores, dtype=np.float64)])
+    return build_reference(matrix, scores, review).to_dict()
+
+
 def train(config: TrainConfig, progress: Any = None) -> TrainResult:
     from pipeline.features import FEATURE_CODE_VERSION, FEATURE_NAMES
     from pipeline.registry import ModelMetadata, activate, write_model
@@ -187,6 +199,7 @@ def train(config: TrainConfig, progress: Any = None) -> TrainResult:
         "best_iteration": best_iteration,
     }
     test_metrics: dict[str, Any] = metrics["test"]
+    drift_reference = _drift_reference(X, valid_m, test_m, valid_scores, test_scores, thresholds.review)
     created = datetime.now(UTC)
     fingerprint = data_fingerprint(df)
     version = f"{created:%Y%m%d-%H%M%S}-{fingerprint[:6]}"
@@ -208,6 +221,7 @@ def train(config: TrainConfig, progress: Any = None) -> TrainResult:
         thresholds={"review": thresholds.review, "decline": thresholds.decline, "policy": thresholds.policy},
         calibration=calibration.to_dict(),
         metrics=metrics,
+        drift_reference=drift_reference,
         report_files=[
             "report.md",
             *write_plots(
