@@ -55,7 +55,12 @@ def _features(amount: float, overrides: dict[str, float]) -> dict[str, float | N
     base.update({"amount": amount, "has_device": 1.0, "has_ip": 1.0, "has_location": 1.0, "card_count_1h": 3.0,
                  "card_count_24h": 5.0, "card_count_7d": 12.0, "card_count_30d": 41.0, "card_history_count": 57.0,
                  "merchant_count_1h": 38.0, "merchant_count_24h": 702.0, "ip_count_1h": 4.0, "device_count_24h": 6.0,
-                 "card_seconds_since_prev": 3400.0, "merchant_amount_mean_24h": 86.4})  # fmt: skip
+                 "card_seconds_since_prev": 3400.0, "merchant_amount_mean_24h": 86.4, "card_count_5m": 1.0,
+                 "device_count_1h": 1.0, "device_count_7d": 14.0, "device_distinct_cards_1h": 1.0,
+                 "device_distinct_cards_24h": 1.0, "ip_count_1m": 1.0, "ip_count_5m": 1.0, "ip_count_24h": 9.0,
+                 "ip_distinct_cards_1h": 1.0, "ip_distinct_cards_24h": 2.0, "ip_distinct_bins_1h": 1.0,
+                 "ip_distinct_bins_24h": 2.0, "merchant_count_7d": 4810.0, "merchant_amount_mean_7d": 91.2,
+                 "card_amount_mean_30d": 64.0, "card_distinct_merchants_30d": 11.0})  # fmt: skip
     base.update({k: float(v) for k, v in overrides.items()})
     return base
 
