@@ -8,7 +8,6 @@ without a browser. Nothing here holds a PAN: records refuse one, and the card is
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -200,10 +199,3 @@ def sla_class(case: Case, *, warn_seconds: float = 3600, late_seconds: float = 4
     if case.age_seconds >= late_seconds:
         return "age-late"
     return "age-warn" if case.age_seconds >= warn_seconds else "age-ok"
-
-
-def rows_by_state(cases: Sequence[Case]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for case in cases:
-        counts[case.state] = counts.get(case.state, 0) + 1
-    return counts
