@@ -38,6 +38,10 @@ class ApiKeys:
     def __bool__(self) -> bool:
         return bool(self._keys)
 
+    def names(self) -> frozenset[str]:
+        """Every key's name: who may hold a console session."""
+        return frozenset(name for _, name in self._keys)
+
     def identify(self, presented: str) -> str | None:
         """The name of the key presented, or None when it is none of ours."""
         digest = hashlib.sha256(presented.encode()).digest()

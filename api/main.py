@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from api.auth import ApiKeys
 from api.bridge import KafkaBridge
 from api.case_labels import CaseLabelRelay
+from api.console import install_console
 from api.deadline import Deadline
 from api.deps import GatewayState
 from api.errors import install_error_handlers
@@ -85,4 +86,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(verdicts.router)
     app.include_router(labels.router)
     app.include_router(cases.router)
+    install_console(app, settings, keys)  # /console: the analyst console (session cookies, not bearer keys)
     return app

@@ -124,6 +124,15 @@ class GatewaySettings(BaseModel):
     instance_id: str = ""
     #: Comma-separated API keys. Stored only as SHA-256 hashes once read.
     api_keys: SecretStr = SecretStr("")
+    #: Comma-separated names of API keys (`name:key` entries) that sign in to the console as admins.
+    admin_keys: str = ""
+    #: Signs the analyst console's session cookies (32+ characters). Empty: a random secret per process
+    #: outside production (sessions end when the gateway restarts and differ between replicas); in
+    #: production the console then stays off (the API is unaffected).
+    session_secret: SecretStr = SecretStr("")
+    session_ttl_seconds: int = Field(8 * 3600, ge=60)
+    #: Send the session cookie only over HTTPS (set it behind TLS; plain-HTTP localhost needs it off).
+    secure_cookies: bool = False
 
     def resolved_instance_id(self) -> str:
         import re

@@ -69,6 +69,7 @@ cat <<EOT
         -H 'Authorization: Bearer $API_KEY' -H 'Content-Type: application/json' \\
         -d '{"transaction_id":"demo-1","timestamp":"$(date -u +%Y-%m-%dT%H:%M:%SZ)","amount":42.5,"currency":"EUR","card_id":"card-1","merchant_id":"m-1"}'
     Watch verdicts:   .venv/bin/riskstream tail      (or: kcat -b 127.0.0.1:9092 -t verdicts -C -o end)
+    Analyst console:  http://127.0.0.1:$PORT/console   (sign in with the API key $API_KEY)
     API docs:         http://127.0.0.1:$PORT/docs
     Metrics:          http://127.0.0.1:$PORT/metrics
   Ctrl-C stops everything.

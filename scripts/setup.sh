@@ -25,6 +25,9 @@ command -v go >/dev/null || missing+=(golang-go)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v "$PYTHON" >/dev/null || missing+=(python3.11)
 "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3.11-venv)
+# Tests only: the console's browser test drives Debian's headless chromium through chromium-driver.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing system packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

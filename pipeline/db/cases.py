@@ -283,3 +283,50 @@ def unsent_case_labels(*, session: Session, resolved_before: datetime, limit: in
         rows = session.execute(query).all()
     now = datetime.now(UTC)
     return [(row.id, case_label(_case(row, now))) for row in rows]
+
+
+# --- for the analyst console ----------------------------------------------------------------------------
+
+
+def count_cases(*, session: Session, state: CaseState | None = None) -> int:
+    """How many cases are in `state` (all when None): the console's live count of open cases."""
+    query = select(func.count()).select_from(_CASES)
+    if state is not None:
+        query = query.where(_CASES.c.state == state)
+    with _database_errors(session, "counting cases"):
+        return int(session.execute(query).scalar_one())
+
+
+def adjacent_cases(*, session: Session, case: Case) -> tuple[int | None, int | None]:
+    """The ids of the unresolved cases just before and just after `case` in priority order (the queue's
+    default: highest priority, then oldest, then id), for the console's previous / next keys."""
+    p, created, case_id = _CASES.c.priority, _CASES.c.created_at, _CASES.c.id
+    unresolved = _CASES.c.state != "resolved"
+    earlier = or_(created < case.created_at, and_(created == case.created_at, case_id < case.id))
+    later = or_(created > case.created_at, and_(created == case.created_at, case_id > case.id))
+    before = or_(p > case.priority, and_(p == case.priority, earlier))
+    after = or_(p < case.priority, and_(p == case.priority, later))
+    with _database_errors(session, f"reading the neighbours of case {case.id}"):
+        prev_id = session.execute(
+            select(case_id).where(unresolved, before).order_by(p, created.desc(), case_id.desc()).limit(1)
+        ).scalar()
+        next_id = session.execute(
+            select(case_id).where(unresolved, after).order_by(p.desc(), created, case_id).limit(1)
+        ).scalar()
+    return prev_id, next_id
+
+
+def release_case(*, session: Session, case_id: int, now: datetime | None = None) -> Case:
+    """Put a claimed case back in the open queue (an admin's action: the analyst holding it is away).
+
+    Releasing an open case changes nothing; CaseNotFound, or CaseConflict when it is resolved.
+    """
+    at = now or datetime.now(UTC)
+    with _database_errors(session, f"releasing case {case_id}"):
+        _changed(session, case_id, _CASES.c.state == "claimed", state="open", assignee=None, claimed_at=None)
+        case = _read_case(session, case_id, at)
+    if case is None:
+        raise CaseNotFound(f"no case {case_id}")
+    if case.state == "resolved":
+        raise CaseConflict(f"case {case_id} is resolved already")
+    return case

@@ -97,7 +97,11 @@ def app_routes() -> list[tuple[str, str]]:
 
 
 ROUTES = app_routes()
-PROTECTED = [(m, p) for m, p in ROUTES if p not in OPEN_PATHS]
+#: The analyst console signs in with a key through its form and then uses a session cookie, never a bearer key
+#: (tests/unit/test_console_app.py); only its sign-in form is open.
+CONSOLE_OPEN = frozenset({"/console/login"})
+PROTECTED = [(m, p) for m, p in ROUTES if p not in OPEN_PATHS and not p.startswith("/console")]
+CONSOLE = [(m, p) for m, p in ROUTES if p.startswith("/console") and p not in CONSOLE_OPEN]
 
 
 def tx(transaction_id: str, **fields: Any) -> dict[str, Any]:
@@ -276,8 +280,26 @@ def concrete(path: str) -> str:
 
 def test_the_open_routes_are_exactly_health_readiness_metrics_and_docs() -> None:
     """A new route is protected unless it is added here on purpose."""
-    assert {p for _, p in ROUTES} - {p for _, p in PROTECTED} <= OPEN_PATHS
+    assert {p for _, p in ROUTES} - {p for _, p in PROTECTED} - {p for _, p in CONSOLE} <= OPEN_PATHS | CONSOLE_OPEN
     assert ("POST", "/v1/score") in PROTECTED and ("GET", "/metrics") in ROUTES
+    assert ("GET", "/console/queue") in CONSOLE and ("POST", "/console/cases/{case_id}/resolve") in CONSOLE
+
+
+@pytest.mark.parametrize(("method", "path"), CONSOLE, ids=[f"{m} {p}" for m, p in CONSOLE])
+async def test_every_console_route_refuses_a_request_without_a_session_even_with_the_key(
+    method: str, path: str
+) -> None:
+    """Pages send the browser to the sign-in form, actions are refused; the right bearer key opens nothing."""
+    app = create_app(Settings.model_validate({"gateway": {"api_keys": API_KEY}}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
+        for headers in ({}, auth()):
+            response = await http.request(method, concrete(path).replace("probe-id", "1"), headers=headers)
+            if method == "GET":
+                assert response.status_code == 303, f"{method} {path}: {response.status_code}"
+                assert response.headers["location"].startswith("/console/login?next=")
+            else:
+                assert response.status_code == 401, f"{method} {path}: {response.status_code}"
+            assert API_KEY not in response.text
 
 
 @pytest.mark.parametrize(("method", "path"), PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
