@@ -37,7 +37,7 @@ echo "== helm lint"
 "$BIN/helm" lint --strict helm/riskstream
 echo "== helm template | kubeconform -strict (Kubernetes $K8S_VERSION)"
 # Custom resources (PrometheusRule) validate against the schemas in deploy/schemas.
-for values in "" "--set rules.files.custom\\.yaml=x --set gateway.autoscaling.enabled=false --set models.persistence.enabled=false" \
+for values in "" "--set rules.files.custom\\.yaml=x --set gateway.autoscaling.enabled=false --set models.persistence.enabled=false --set config.gateway.console=false" \
   "--set prometheusRule.enabled=true --set prometheusRule.labels.release=prometheus"; do
   # shellcheck disable=SC2086
   "$BIN/helm" template riskstream helm/riskstream $values \
@@ -48,5 +48,7 @@ echo "== docker compose config"
 env_file=$(mktemp)
 trap 'rm -f "$env_file"' EXIT
 grep -E '^(POSTGRES_PASSWORD|RISKSTREAM_GATEWAY__API_KEYS|GRAFANA_ADMIN_PASSWORD)=' .env.example > "$env_file"
+# .env.example leaves the console's session secret empty (never a known one): a throwaway here.
+echo "RISKSTREAM_GATEWAY__SESSION_SECRET=validate-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >> "$env_file"
 "$BIN/docker-compose" --env-file "$env_file" -f docker-compose.yml config --quiet
 echo "deployment files are valid"

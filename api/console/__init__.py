@@ -1,9 +1,9 @@
 """The analyst console: server-rendered pages under `/console` for working the review-case queue.
 
 `install_console(app, settings, keys)` mounts it on the gateway: the login (`login`), the queue and case
-pages with their actions (`pages`), the overview (`overview`), sessions and CSRF (`sessions`, `guard`),
-charts drawn as SVG on the server (`charts`). Its CSS and JavaScript are files of this package
-(`static/`), so nothing is fetched from another origin.
+pages with their actions (`pages`), the overview (`overview`), drift against training (`drift`),
+sessions and CSRF (`sessions`, `guard`), charts drawn as SVG on the server (`charts`). Its CSS and
+JavaScript are files of this package (`static/`), so nothing is fetched from another origin.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
 from api.auth import ApiKeys
-from api.console import login, overview, pages
+from api.console import drift, login, overview, pages
 from api.console.guard import ConsoleRefusal, ConsoleState, LoginRequired
 from api.console.sessions import CONSOLE_PATH, MIN_SECRET_BYTES, Signer, parse_admin_names
 from api.console.templating import STATIC_DIR, build_templates, render
@@ -69,4 +69,5 @@ def install_console(app: FastAPI, settings: Settings, keys: ApiKeys) -> bool:
     app.include_router(login.router)
     app.include_router(pages.router)
     app.include_router(overview.router)
+    app.include_router(drift.router)
     return True

@@ -13,6 +13,7 @@ from typing import Final
 from markupsafe import Markup, escape
 
 _FONT: Final = 'font-family="system-ui, sans-serif" font-size="11"'
+_SMALL: Final = 'font-family="system-ui, sans-serif" font-size="9"'
 _MUTED: Final = "#6b7280"
 
 
@@ -114,5 +115,49 @@ def horizontal_bars(
             f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" fill="{color}"/>'
             f'<text x="{label_w + w + 4:.1f}" y="{y + 14}" {_FONT} fill="{_MUTED}">{value:g}</text>'
         )
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - every text above went through escape()
+
+
+def paired_bars(
+    labels: Sequence[str], pair: tuple[Series, Series], *, title: str, width: int = 560, height: int = 200
+) -> Markup:
+    """Two bars side by side per label (e.g. reference and current shares of a feature's bins), values as
+    fractions drawn in percent; every label is printed, so keep them few and short."""
+    left, right, top, bottom = 40, 8, 24, 22
+    plot_w, plot_h = width - left - right, height - top - bottom
+    first, second = pair
+    top_value = min(1.0, _nice_max(100 * max([*first.values, *second.values], default=0.0)) / 100)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}" class="chart">',
+        f'<text x="{left}" y="14" {_FONT} font-weight="600">{escape(title)}</text>',
+    ]
+    for fraction in (0, 0.5, 1):
+        y = top + plot_h * (1 - fraction)
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>')
+        parts.append(
+            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" {_FONT} fill="{_MUTED}">'
+            f"{100 * top_value * fraction:g}%</text>"
+        )
+    slot = plot_w / max(1, len(labels))
+    bar_w = max(1.0, slot * 0.4)
+    for i, label in enumerate(labels):
+        x = left + i * slot + slot * 0.1
+        for j, s in enumerate(pair):
+            h = plot_h * min(s.values[i], top_value) / top_value
+            parts.append(
+                f'<rect x="{x + j * bar_w:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                f'fill="{s.color}"><title>{escape(label)} {escape(s.name)}: {100 * s.values[i]:.1f}%</title></rect>'
+            )
+        parts.append(
+            f'<text x="{x + bar_w:.1f}" y="{height - 6}" text-anchor="middle" {_SMALL} '
+            f'fill="{_MUTED}">{escape(label)}</text>'
+        )
+    legend_x = width - right
+    for s in reversed(pair):
+        legend_x -= 8 + 7 * len(s.name) + 14
+        parts.append(f'<rect x="{legend_x}" y="5" width="10" height="10" fill="{s.color}"/>')
+        parts.append(f'<text x="{legend_x + 14}" y="14" {_FONT}>{escape(s.name)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every text above went through escape()

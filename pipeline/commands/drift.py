@@ -48,8 +48,8 @@ def register(app: typer.Typer) -> None:
         """PSI per feature and of the score against the model's training reference, from stored verdicts."""
         from pipeline import drift
         from pipeline.db.engine import DatabaseError, create_engine_from_settings, session_factory
-        from pipeline.drift_history import stored_scoring
-        from pipeline.registry import ModelError, current_version, read_metadata
+        from pipeline.drift_history import model_reference, stored_scoring, stored_windows
+        from pipeline.registry import ModelError
         from pipeline.settings import get_settings
 
         settings = get_settings()
@@ -59,15 +59,11 @@ def register(app: typer.Typer) -> None:
         if start >= end:
             raise typer.BadParameter("--since must be before --until", param_hint="--since")
         root = models_dir or settings.model.dir
-        version = model or current_version(root)
         try:
-            if version is None:
-                raise ModelError(f"no current model in {root}")
-            metadata = read_metadata(root / version)
+            version, reference = model_reference(root, model)
         except ModelError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from e
-        reference = drift.reference_of(metadata)
         if reference is None:
             typer.echo(f"error: model {version} has no drift reference (trained before drift monitoring)", err=True)
             raise typer.Exit(2)
@@ -81,16 +77,9 @@ def register(app: typer.Typer) -> None:
         finally:
             engine.dispose()
 
-        comparison = drift.Comparison(reference)
         least = min_count if min_count is not None else settings.worker.drift_min_transactions
-        reports = []
-        span = end - start
-        for name, seconds in (("range", span.total_seconds()), ("1h", 3600.0), ("1d", 86_400.0)):
-            if name != "range" and seconds >= span.total_seconds():
-                continue
-            chosen = history.decided_s >= end.timestamp() - seconds
-            counts, flagged = comparison.count(history.matrix[chosen], history.scores[chosen])
-            reports.append(comparison.report(name, counts, flagged, least))
+        windows = stored_windows(history, drift.Comparison(reference), until=end, span=end - start, min_count=least)
+        reports = [w.report for w in windows]
         others = {v: n for v, n in history.versions.items() if v != version}
         typer.echo(f"drift of {start:%Y-%m-%d %H:%M:%S} .. {end:%Y-%m-%d %H:%M:%S} UTC against model {version} "
                    f"({reference.rows} reference rows)")  # fmt: skip

@@ -1,16 +1,22 @@
 """Realistic review cases for the console's tests and screenshots: verdicts as the worker writes them
 (reasons, fired rules, the feature vector at decision time), stored with the repository as the sink does,
-so each review or challenge opens a case; plus a card history of approved payments around them."""
+so each review or challenge opens a case; plus a card history of approved payments around them. For the
+drift page, a model with a drift reference and approved traffic shifted from it."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from pipeline.db.repository import save_decisions
+from pipeline.drift import build_reference
 from pipeline.features import FEATURE_NAMES
 from pipeline.records import FiredRule, Reason, Transaction, Verdict
+from pipeline.registry import METADATA_FILE, MODEL_FILE, activate
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -123,3 +129,56 @@ def seed_cases(session: Session, *, features: bool = True) -> dict[str, Verdict]
             verdicts.append(hv)
     save_decisions(session=session, verdicts=verdicts, transactions=transactions)
     return flagged
+
+
+#: Features whose stored traffic is shifted from the drift reference, most first (seed_drift, drift_model).
+DRIFTED = ("amount", "card_count_1h", "ip_distinct_cards_1h")
+DRIFT_MODEL = "20260101-xgb-drift"
+
+
+def _drift_rows(n: int, *, shifted: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Feature rows (FEATURE_NAMES order) and scores: the reference's traffic, or the same with DRIFTED moved."""
+    rng = np.random.default_rng(seed)
+    matrix = rng.lognormal(mean=1.0, sigma=0.8, size=(n, len(FEATURE_NAMES)))
+    scores = rng.beta(1.0, 20.0, size=n)
+    if shifted:
+        for factor, name in zip((4.0, 2.5, 1.6), DRIFTED, strict=True):
+            matrix[:, FEATURE_NAMES.index(name)] *= factor
+        scores = rng.beta(1.3, 14.0, size=n)
+    return matrix, scores
+
+
+def drift_model(models: Path, *, reference: bool = True) -> str:
+    """A current model version in `models` whose metadata carries a drift reference (none: trained before
+    drift monitoring). Only the metadata is read by the drift page, so the model file is empty."""
+    matrix, scores = _drift_rows(4000, shifted=False, seed=11)
+    metadata = {
+        "version": DRIFT_MODEL, "created_at": "2026-01-01T00:00:00+00:00", "feature_code_version": "test",
+        "feature_names": list(FEATURE_NAMES), "data_fingerprint": "f", "params": {},
+        "thresholds": {"review": 0.2, "decline": 0.6, "policy": "fpr"}, "calibration": {"x": [0], "y": [0]},
+        "drift_reference": build_reference(matrix, scores, 0.2).to_dict() if reference else None,
+    }  # fmt: skip
+    folder = models / DRIFT_MODEL
+    folder.mkdir(parents=True)
+    (folder / METADATA_FILE).write_text(json.dumps(metadata))
+    (folder / MODEL_FILE).write_bytes(b"")
+    activate(models, DRIFT_MODEL)
+    return DRIFT_MODEL
+
+
+def seed_drift(session: Session, *, n: int = 300, ago: timedelta = timedelta(days=2)) -> None:
+    """Approved verdicts of drift_model's model, stored with shifted features over the hour before `ago`
+    (no review case, no card of the cases)."""
+    matrix, scores = _drift_rows(n, shifted=True, seed=12)
+    start = NOW - ago - timedelta(hours=1)
+    verdicts = [
+        Verdict(
+            transaction_id=f"tx-drift-{i:05d}", decision="approve", score=float(scores[i]), model_version=DRIFT_MODEL,
+            rules_version="default-8d41e0", event_time=start + i * timedelta(hours=1) / n,
+            decided_at=start + i * timedelta(hours=1) / n + timedelta(milliseconds=20), latency_ms=12.0,
+            card_id=f"tok-drift-{i % 97:03d}", merchant_id="m-grocery-44", amount=float(matrix[i, 0]), currency="EUR",
+            features={name: float(v) for name, v in zip(FEATURE_NAMES, matrix[i], strict=True)},
+        )
+        for i in range(n)
+    ]  # fmt: skip
+    save_decisions(session=session, verdicts=verdicts, transactions=[])

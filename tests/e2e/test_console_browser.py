@@ -4,8 +4,10 @@ against a real gateway process, a real broker and a real PostgreSQL.
 Cases are stored with the repository as the sink stores them (tests/e2e/console_data.py: verdicts with their
 reasons, rules and features, and each card's history). The analyst signs in with a named key, opens the
 queue, moves down it and opens a case with the keyboard, claims it with `c`, resolves it as fraud with `f`,
-and the label is read back from the labels topic. Each page is saved as a PNG in the test's folder, and also
-in `RISKSTREAM_SCREENSHOTS_DIR` when set (how docs/console-*.png are made).
+and the label is read back from the labels topic; the overview and the drift page (against a model whose
+metadata carries a drift reference, over approved traffic two days old with three features shifted) follow.
+Each page is saved as a PNG in the test's folder, and also in `RISKSTREAM_SCREENSHOTS_DIR` when set (how
+docs/console-*.png are made).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pytest
 from pipeline.db.cases import get_case, list_cases
 from pipeline.db.engine import make_engine, session_factory
 from pipeline.db.migrate import upgrade_database
-from tests.e2e.console_data import seed_cases
+from tests.e2e.console_data import DRIFTED, drift_model, seed_cases, seed_drift
 from tests.fixtures.kafka import Broker, free_port
 from tests.fixtures.processes import PipelineEnv, RoleProcess, consume_by_key
 
@@ -72,13 +74,17 @@ def console(kafka_broker: Broker, database_url: str, tmp_path: Path) -> Iterator
     sessions = session_factory(engine)
     with sessions() as s:
         seed_cases(s)
+        seed_drift(s, n=300)
+        s.commit()
+    drift_model(tmp_path / "models")
     port = free_port()
     env = PipelineEnv(bootstrap=kafka_broker.bootstrap, partitions=2, root=tmp_path)
     env.extra.update({
         "RISKSTREAM_DATABASE__URL": database_url, "RISKSTREAM_GATEWAY__PORT": str(port),
         "RISKSTREAM_GATEWAY__API_KEYS": f"alice:{ANALYST_KEY},root:{ADMIN_KEY}",
         "RISKSTREAM_GATEWAY__ADMIN_KEYS": "root", "RISKSTREAM_GATEWAY__SESSION_SECRET": secrets.token_urlsafe(32),
-        "RISKSTREAM_GATEWAY__INSTANCE_ID": f"console-{env.suffix}",
+        "RISKSTREAM_GATEWAY__INSTANCE_ID": f"console-{env.suffix}", "RISKSTREAM_MODEL__DIR": str(tmp_path / "models"),
+        "RISKSTREAM_WORKER__DRIFT_MIN_TRANSACTIONS": "200",
     })  # fmt: skip
     env.create_topics()
     gateway = RoleProcess("gateway", env).start()
@@ -203,6 +209,17 @@ async def test_an_analyst_signs_in_opens_a_case_and_resolves_it_with_the_keyboar
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "svg.chart"), "the overview's charts")
     assert browser.find_element(By.ID, "total").text == "40"
     console.screenshot(browser, "overview")
+
+    # d: the drift page, then its week: the shifted features first, highlighted, with their charts.
+    press(browser, "d")
+    wait_for(lambda: browser.current_url.endswith("/console/drift"), "the drift page")
+    browser.find_element(By.LINK_TEXT, "7d").click()
+    wait_for(lambda: browser.current_url.endswith("/console/drift?window=7d"), "the drift page over 7 days")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#drift-features tbody tr[data-feature]")
+    assert [r.get_attribute("data-feature") for r in rows[: len(DRIFTED)]] == list(DRIFTED)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#drift-features tbody td.psi-high")) >= len(DRIFTED)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart")) == 5
+    console.screenshot(browser, "drift")
     browser.find_element(By.CSS_SELECTOR, "header .who button").click()
     wait_for(lambda: "/console/login" in browser.current_url, "the sign-in form after signing out")
     browser.get(f"{console.url}/console/queue")

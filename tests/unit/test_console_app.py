@@ -116,7 +116,7 @@ async def test_a_wrong_key_or_a_login_post_without_its_form_nonce_is_refused(cli
 
 
 @pytest.mark.parametrize("path", ["/console", "/console/queue", "/console/cases/1", "/console/overview",
-                                  "/console/queue/count"])  # fmt: skip
+                                  "/console/drift", "/console/queue/count"])  # fmt: skip
 async def test_pages_without_a_session_go_to_the_login_even_with_a_bearer_key(
     client: httpx.AsyncClient, path: str
 ) -> None:

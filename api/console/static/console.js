@@ -70,7 +70,8 @@
   document.addEventListener("DOMContentLoaded", function () {
     var page = document.body.dataset.page;
     var keys = { q: function () { window.location.href = "/console/queue"; },
-                 o: function () { window.location.href = "/console/overview"; } };
+                 o: function () { window.location.href = "/console/overview"; },
+                 d: function () { window.location.href = "/console/drift"; } };
     var own = page === "queue" ? setupQueue() : page === "case" ? setupCase() : {};
     Object.keys(own).forEach(function (k) { keys[k] = own[k]; });
     if (page === "queue") pollCount();
