@@ -71,9 +71,10 @@ class WorkerSettings(BaseModel):
     #: How long the join waits for a transaction's last partial before giving up on it (logged as an
     #: error). Generous: on a backlog the event-time merge legitimately holds entity partials for a while.
     join_timeout_seconds: float = Field(600.0, gt=0)
-    #: Flow control on a backlog (pipeline.alignment). On: without it the handbook's 723k-transaction, 75-day
-    #: replay gave 2,968 verdicts in 13 minutes (one source starved, the merge held the rest; README "Backlogs").
-    flow_control: bool = True
+    #: Flow control on a backlog (pipeline.alignment). Off by default, not because it does not pay (without it
+    #: the handbook's 723k-transaction replay starved: 2,968 verdicts in 13 minutes) but because with it two
+    #: workers starting on a backlog once waited forever on a source that never reported (README "Backlogs").
+    flow_control: bool = False
     #: Event-time alignment (pipeline.alignment): how far a source may run ahead of the slowest lagging one.
     #: Too small caps a replay at this much event time per progress round trip; too large holds more in
     #: memory. Six hours suits histories of up to a few thousand transactions per hour; `max_held_items`
