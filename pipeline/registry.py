@@ -27,6 +27,8 @@ MODEL_FILE = "model.ubj"
 METADATA_FILE = "metadata.json"
 CURRENT = "current"
 CHALLENGER = "challenger"
+#: Names that are pointers in the models folder, never versions.
+POINTERS = (CURRENT, CHALLENGER)
 
 
 class ModelError(RuntimeError):
@@ -64,6 +66,8 @@ def write_model(
     models_dir: Path, booster: Any, metadata: ModelMetadata, extra_files: Mapping[str, Path] | None = None
 ) -> Path:
     """Write `models/<version>/` completely, then move it into place under its final name."""
+    if metadata.version in POINTERS:
+        raise ModelError(f"{metadata.version!r} names a pointer, not a version")
     models_dir.mkdir(parents=True, exist_ok=True)
     final = models_dir / metadata.version
     if final.exists():
@@ -96,7 +100,7 @@ def list_models(models_dir: Path) -> list[ModelMetadata]:
     if not models_dir.is_dir():
         return out
     for path in sorted(models_dir.iterdir()):
-        if path.name.startswith(".") or path.name in (CURRENT, CHALLENGER) or not path.is_dir() or path.is_symlink():
+        if path.name.startswith(".") or path.name in POINTERS or not path.is_dir() or path.is_symlink():
             continue
         try:
             out.append(read_metadata(path))
@@ -134,7 +138,7 @@ def challenger_version(models_dir: Path) -> str | None:
 def _point(models_dir: Path, pointer: str, version: str) -> None:
     """Point `pointer` at a complete `version`, atomically: a new symlink renamed over the old."""
     target = models_dir / version
-    if not (target / MODEL_FILE).is_file() or not (target / METADATA_FILE).is_file():
+    if version in POINTERS or not (target / MODEL_FILE).is_file() or not (target / METADATA_FILE).is_file():
         raise ModelError(f"no complete model version {version!r} in {models_dir}")
     read_metadata(target)
     tmp = models_dir / f".{pointer}-{uuid.uuid4().hex[:6]}"

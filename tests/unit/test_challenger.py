@@ -194,6 +194,13 @@ def models(tmp_path: Path, booster: Any) -> Path:
     return root
 
 
+def test_a_pointer_name_is_never_a_version(models: Path, booster: Any) -> None:
+    with pytest.raises(ModelError, match="pointer"):
+        write_model(models, booster, metadata("challenger", review=0.5, decline=0.9))
+    with pytest.raises(ModelError):
+        activate_challenger(models, "current")
+
+
 def test_promote_makes_the_challenger_current_and_clears_it(models: Path) -> None:
     with pytest.raises(ModelError, match="champion"):
         activate_challenger(models, "v1")
