@@ -9,6 +9,7 @@ Pure: no Kafka. The join agent hands over a batch of `Joined` transactions and s
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -29,6 +30,8 @@ from pipeline.rules import RuleSet, decide
 from pipeline.rules.engine import RuleHit
 from pipeline.stages import Joined
 from pipeline.wire import EMIT_FEATURES_HEADER, TRANSACTION_HEADER
+
+log = logging.getLogger("riskstream.verdicts")
 
 FLAGGED = frozenset({"review", "decline", "challenge"})
 #: Top model reasons per flagged verdict.
@@ -124,9 +127,13 @@ def build_verdicts(
         explained = model_reasons(model.booster, matrix[flagged], top=TOP_REASONS + spare)
         for i, reasons in zip(flagged, explained, strict=True):
             rows[i]["reasons"] = merge_reasons(rows[i]["reasons"], reasons, top=TOP_REASONS)
-    calls: Sequence[ChallengerCall | None] = (
-        [None] * len(rows) if challenger is None else challenge(challenger, matrix, txs, all_hits, rules)
-    )
+    calls: Sequence[ChallengerCall | None] = [None] * len(rows)
+    if challenger is not None:
+        try:
+            calls = challenge(challenger, matrix, txs, all_hits, rules)
+        except Exception:  # the challenger never acts: its failure costs its calls, not the champion's verdicts
+            log.exception("challenger model %s failed on a batch of %d; verdicts sent without it", challenger.version,
+                          len(rows))  # fmt: skip
     out = []
     for joined, verdict, call in zip(batch, rows, calls, strict=True):
         out.append(

@@ -271,3 +271,15 @@ def test_the_cli_sets_clears_and_promotes_the_challenger(models: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (current_version(models), challenger_version(models)) == ("v2", None)
     assert run(app, ["models", "promote", "--models-dir", str(models)]).exit_code == 2
+
+
+def test_a_failing_challenger_costs_its_calls_not_the_verdicts(
+    champion: LoadedModel, booster: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = loaded(booster, metadata("broken", review=0.5, decline=0.9))
+    broken.metadata.thresholds = {}  # no thresholds: its decision raises
+    rules = rule_set(tmp_path)
+    with caplog.at_level(logging.ERROR, logger="riskstream.verdicts"):
+        outs = build_verdicts(batch(), champion, rules, now_ms=0, challenger=broken)
+    assert [o.value for o in outs] == [o.value for o in build_verdicts(batch(), champion, rules, now_ms=0)]
+    assert all(o.challenger is None for o in outs) and "challenger model broken failed" in caplog.text
