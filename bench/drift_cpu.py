@@ -68,7 +68,9 @@ async def produce(bootstrap: str, topic: str, records: list[dict[str, Any]]) -> 
         await producer.stop()
 
 
-async def one_run(records: list[dict[str, Any]], models: Path, drift: bool, bootstrap: str, port: int) -> float:
+async def one_run(
+    records: list[dict[str, Any]], models: Path, drift: bool, bootstrap: str, port: int, app_id: str = "drift-bench"
+) -> float:
     """Worker CPU seconds per transaction from its START_AT-th verdict to its last."""
     from pipeline.kafka.admin import TopicSpec, ensure_topics
 
@@ -84,7 +86,7 @@ async def one_run(records: list[dict[str, Any]], models: Path, drift: bool, boot
     env |= {f"RISKSTREAM_KAFKA__{k}": v for k, v in topics.items()}
     env |= {
         "RISKSTREAM_ENVIRONMENT": "test", "RISKSTREAM_KAFKA__BOOTSTRAP": bootstrap, "RISKSTREAM_KAFKA__PARTITIONS": "4",
-        "RISKSTREAM_WORKER__APP_ID": f"drift-bench-{suffix}", "RISKSTREAM_WORKER__WEB_PORT": str(port),
+        "RISKSTREAM_WORKER__APP_ID": f"{app_id}-{suffix}", "RISKSTREAM_WORKER__WEB_PORT": str(port),
         "RISKSTREAM_WORKER__DATA_DIR": tempfile.mkdtemp(prefix="drift-bench-"), "RISKSTREAM_MODEL__DIR": str(models),
         "RISKSTREAM_WORKER__DRIFT": "true" if drift else "false",
     }  # fmt: skip

@@ -543,6 +543,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                 build = functools.partial(
                     build_verdicts, model=model, rules=rules_watcher.rules, emit_features=worker.emit_features,
                     observe=drift.observer(model.version, model.metadata) if drift is not None else None,
+                    challenger=holder.challenger_for(model),
                 )  # fmt: skip
                 verdicts, failed = isolation.score(completed, build)
                 for joined, reason in failed:
@@ -553,7 +554,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
                         # Only a caller waiting for a reply is answered again on a repeat (answer_repeat);
                         # keeping every verdict held 200k values (250 MB with features) on a backlog.
                         recent.put(out.transaction_id, out.value)
-                    sends.append((kafka.verdicts_topic, out.transaction_id.encode(), out.value, None,
+                    sends.append((kafka.verdicts_topic, out.transaction_id.encode(), out.record_value(), None,
                                   out.record_headers()))  # fmt: skip
                     reply_sends.extend(await reply_to(out))
                     to_ack.extend(joined.tokens)
@@ -599,6 +600,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
         export_flow()
         if holder.model is not None:
             metrics.set_info(metrics.MODEL_INFO, holder.model.version)
+        metrics.set_info(metrics.CHALLENGER_INFO, holder.challenger.version if holder.challenger else None)
         if rules_watcher.rules is not None:
             metrics.set_info(metrics.RULES_INFO, rules_watcher.rules.version)
         if drift is not None:

@@ -78,17 +78,36 @@ CONSUMER_LAG = Gauge(
 )
 
 
+CHALLENGER_DECISIONS = Counter(
+    "riskstream_challenger_decisions_total",
+    "What the challenger model would have decided, by decision (recorded on the verdict, never acted on)",
+    ["decision"],
+)
+CHALLENGER_AGREEMENT = Counter(
+    "riskstream_challenger_agreement_total",
+    "Verdicts scored by a challenger, by whether its decision agrees with the champion's (agree: true|false)",
+    ["agree"],
+)
+CHALLENGER_INFO = Gauge(
+    "riskstream_worker_challenger_info", "The challenger model version scored (value 1; none without one)", ["version"]
+)
+
+
 def observe_verdict(out: VerdictOut) -> None:
     VERDICTS.labels(out.decision).inc()
     LATENCY.observe(out.latency_ms / 1000)
     for hit in out.rules:
         RULE_HITS.labels(hit["id"], hit["state"]).inc()
+    if out.challenger is not None:
+        CHALLENGER_DECISIONS.labels(out.challenger.decision).inc()
+        CHALLENGER_AGREEMENT.labels("true" if out.challenger.decision == out.decision else "false").inc()
 
 
-def set_info(gauge: Gauge, version: str) -> None:
-    """One labelled series with value 1 for the version serving now, as `*_info` metrics do."""
+def set_info(gauge: Gauge, version: str | None) -> None:
+    """One labelled series with value 1 for the version serving now, as `*_info` metrics do (none for None)."""
     gauge.clear()
-    gauge.labels(version).set(1)
+    if version is not None:
+        gauge.labels(version).set(1)
 
 
 PAUSED = Gauge(

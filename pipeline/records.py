@@ -191,6 +191,16 @@ class FiredRule(BaseModel):
     action: Decision
 
 
+class ChallengerVerdict(BaseModel):
+    """What the challenger model would have decided (`pipeline.challenger`): recorded, never acted on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str
+    score: float = Field(ge=0, le=1)
+    decision: Decision
+
+
 class Verdict(BaseModel):
     """The decision on one transaction (schemas/verdict.v1.json); key = transaction_id on `verdicts`."""
 
@@ -212,6 +222,7 @@ class Verdict(BaseModel):
     amount: float | None = None
     currency: str | None = None
     features: dict[str, float | None] | None = None
+    challenger: ChallengerVerdict | None = None
     schema_version: Literal[1] = SCHEMA_VERSION
 
 

@@ -1,9 +1,10 @@
-"""The model registry: versioned artifacts in `models/<version>/` and an atomic `models/current` pointer.
+"""The model registry: versioned artifacts in `models/<version>/` and two atomic pointers, `models/current`
+(the champion, which decides) and `models/challenger` (scored beside it, never acting).
 
 Training writes (`write_model`, `activate`), workers read (`current_version`, `load_model`); workers never
 import `training/`. A model is XGBoost's own UBJ format plus `metadata.json` — never pickle. A version is
-complete once its directory exists under its final name (it is written elsewhere and renamed), and
-`current` is a symlink replaced with one `rename`, so a worker never sees half a model.
+complete once its directory exists under its final name (it is written elsewhere and renamed), and a
+pointer is a symlink replaced with one `rename`, so a worker never sees half a model.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from pipeline.features import FEATURE_CODE_VERSION, FEATURE_NAMES
 MODEL_FILE = "model.ubj"
 METADATA_FILE = "metadata.json"
 CURRENT = "current"
+CHALLENGER = "challenger"
+#: Names that are pointers in the models folder, never versions.
+POINTERS = (CURRENT, CHALLENGER)
 
 
 class ModelError(RuntimeError):
@@ -62,6 +66,8 @@ def write_model(
     models_dir: Path, booster: Any, metadata: ModelMetadata, extra_files: Mapping[str, Path] | None = None
 ) -> Path:
     """Write `models/<version>/` completely, then move it into place under its final name."""
+    if metadata.version in POINTERS:
+        raise ModelError(f"{metadata.version!r} names a pointer, not a version")
     models_dir.mkdir(parents=True, exist_ok=True)
     final = models_dir / metadata.version
     if final.exists():
@@ -94,7 +100,7 @@ def list_models(models_dir: Path) -> list[ModelMetadata]:
     if not models_dir.is_dir():
         return out
     for path in sorted(models_dir.iterdir()):
-        if path.name.startswith(".") or path.name == CURRENT or not path.is_dir() or path.is_symlink():
+        if path.name.startswith(".") or path.name in POINTERS or not path.is_dir() or path.is_symlink():
             continue
         try:
             out.append(read_metadata(path))
@@ -111,23 +117,75 @@ def read_metadata(version_dir: Path) -> ModelMetadata:
     return ModelMetadata.from_dict(data)
 
 
-def current_version(models_dir: Path) -> str | None:
-    """The version `current` points to, or None when there is no model yet."""
-    link = models_dir / CURRENT
+def pointer_version(models_dir: Path, pointer: str) -> str | None:
+    """The version a pointer (`CURRENT`, `CHALLENGER`) names, or None when it is not set."""
+    link = models_dir / pointer
     if not link.is_symlink():
         return None
     return Path(os.readlink(link)).name
 
 
-def activate(models_dir: Path, version: str) -> None:
-    """Point `current` at `version` (also a rollback), atomically: a new symlink renamed over the old."""
+def current_version(models_dir: Path) -> str | None:
+    """The version `current` points to, or None when there is no model yet."""
+    return pointer_version(models_dir, CURRENT)
+
+
+def challenger_version(models_dir: Path) -> str | None:
+    """The version `challenger` points to, or None when no challenger is set."""
+    return pointer_version(models_dir, CHALLENGER)
+
+
+def _point(models_dir: Path, pointer: str, version: str) -> None:
+    """Point `pointer` at a complete `version`, atomically: a new symlink renamed over the old."""
     target = models_dir / version
-    if not (target / MODEL_FILE).is_file() or not (target / METADATA_FILE).is_file():
+    if version in POINTERS or not (target / MODEL_FILE).is_file() or not (target / METADATA_FILE).is_file():
         raise ModelError(f"no complete model version {version!r} in {models_dir}")
     read_metadata(target)
-    tmp = models_dir / f".current-{uuid.uuid4().hex[:6]}"
+    tmp = models_dir / f".{pointer}-{uuid.uuid4().hex[:6]}"
     os.symlink(version, tmp)
-    os.replace(tmp, models_dir / CURRENT)
+    os.replace(tmp, models_dir / pointer)
+
+
+def activate(models_dir: Path, version: str) -> None:
+    """Point `current` at `version` (also a rollback), atomically."""
+    _point(models_dir, CURRENT, version)
+
+
+def activate_challenger(models_dir: Path, version: str) -> None:
+    """Point `challenger` at `version`, atomically; the champion itself is refused (nothing to compare)."""
+    if version == current_version(models_dir):
+        raise ModelError(f"{version} is the champion (current); a challenger must be another version")
+    _point(models_dir, CHALLENGER, version)
+
+
+def clear_challenger(models_dir: Path) -> str | None:
+    """Remove the `challenger` pointer (one unlink); returns the version it named, if any."""
+    version = challenger_version(models_dir)
+    if version is not None:
+        (models_dir / CHALLENGER).unlink(missing_ok=True)
+    return version
+
+
+def promote(models_dir: Path) -> tuple[str | None, str]:
+    """Make the challenger the champion: one rename of `current` to the challenger's version, then the
+    `challenger` pointer removed. Returns (previous champion, new champion).
+
+    Atomic across workers: every worker reads the shared models directory (a volume in Kubernetes) and
+    swaps its models between two batches at its next poll (`pipeline.scoring.ModelHolder`), reading both
+    pointers together. A batch is scored by the champion loaded for the whole batch and every verdict names
+    it (`model_version`), so no batch — hence no verdict — is decided half by one model and half by the
+    other. Workers switch at their own next poll (within `model.reload_interval_seconds`), so for that
+    moment two workers may serve different champions, each for whole batches. Between the rename and the
+    unlink a poll sees the new champion also named as challenger: a worker scores no challenger equal to its
+    champion, so that instant changes nothing.
+    """
+    version = challenger_version(models_dir)
+    if version is None:
+        raise ModelError(f"no challenger in {models_dir} to promote")
+    previous = current_version(models_dir)
+    _point(models_dir, CURRENT, version)
+    (models_dir / CHALLENGER).unlink(missing_ok=True)
+    return previous, version
 
 
 @dataclass

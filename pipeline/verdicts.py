@@ -1,13 +1,15 @@
 """Joined feature vectors → verdicts: one batched model call, rules per row, reasons for flagged rows only.
 
 A verdict's reasons: the rules that acted, the model's features strongest push first, shadow rules last
-(`pipeline.reasons.merge_reasons`).
+(`pipeline.reasons.merge_reasons`). With a challenger, each verdict on the verdicts topic also carries what
+it would have decided (`pipeline.challenger`); nothing else in the verdict, nor the reply, changes.
 
 Pure: no Kafka. The join agent hands over a batch of `Joined` transactions and sends what comes back.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -20,12 +22,16 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from pipeline.challenger import ChallengerCall, challenge
 from pipeline.features import FEATURE_NAMES
 from pipeline.reasons import merge_reasons, model_reasons
 from pipeline.registry import LoadedModel
 from pipeline.rules import RuleSet, decide
+from pipeline.rules.engine import RuleHit
 from pipeline.stages import Joined
 from pipeline.wire import EMIT_FEATURES_HEADER, TRANSACTION_HEADER
+
+log = logging.getLogger("riskstream.verdicts")
 
 FLAGGED = frozenset({"review", "decline", "challenge"})
 #: Top model reasons per flagged verdict.
@@ -42,10 +48,16 @@ class VerdictOut:
     rules: list[dict[str, Any]]
     #: The transaction decided, as accepted (sent on the verdict record: see `record_headers`).
     transaction: bytes = b""
+    #: What the challenger would have decided (on the verdict record only: see `record_value`).
+    challenger: ChallengerCall | None = None
 
     def record_headers(self) -> list[tuple[str, bytes]]:
         """Headers of the verdict's record on the verdicts topic."""
         return [(TRANSACTION_HEADER, self.transaction)] if self.transaction else []
+
+    def record_value(self) -> bytes:
+        """The verdict's record on the verdicts topic: `value` (the reply) plus the challenger's call."""
+        return self.value if self.challenger is None else self.challenger.append_to(self.value)
 
 
 def _iso(epoch_ms: float) -> str:
@@ -65,9 +77,11 @@ def build_verdicts(
     with_reasons: bool = True,
     now_ms: float | None = None,
     observe: Callable[[npt.NDArray[np.float64], npt.NDArray[np.float64]], None] | None = None,
+    challenger: LoadedModel | None = None,
 ) -> list[VerdictOut]:
     """Score the batch at once, apply rules and the decision precedence, and encode each verdict; `observe`
-    gets the feature matrix and the model's scores once the whole batch is decided (drift monitoring)."""
+    gets the feature matrix and the model's scores once the whole batch is decided (drift monitoring);
+    `challenger` is scored beside `model` and its call recorded, never acted on."""
     if not batch:
         return []
     matrix = np.asarray([j.vector for j in batch], dtype=np.float64)
@@ -77,9 +91,14 @@ def build_verdicts(
     decided_at = _iso(decided_ms)
     rows: list[dict[str, Any]] = []
     flagged: list[int] = []
+    txs: list[dict[str, Any]] = []
+    all_hits: list[list[RuleHit]] = []
     for i, joined in enumerate(batch):
         tx = orjson.loads(joined.card["raw"])
         hits = rules.evaluate_row(matrix[i], tx, float(scores[i]))
+        if challenger is not None:
+            txs.append(tx)
+            all_hits.append(hits)
         result = decide(float(scores[i]), thresholds, hits)
         verdict: dict[str, Any] = {
             "transaction_id": joined.tx_id,
@@ -108,8 +127,15 @@ def build_verdicts(
         explained = model_reasons(model.booster, matrix[flagged], top=TOP_REASONS + spare)
         for i, reasons in zip(flagged, explained, strict=True):
             rows[i]["reasons"] = merge_reasons(rows[i]["reasons"], reasons, top=TOP_REASONS)
+    calls: Sequence[ChallengerCall | None] = [None] * len(rows)
+    if challenger is not None:
+        try:
+            calls = challenge(challenger, matrix, txs, all_hits, rules)
+        except Exception:  # the challenger never acts: its failure costs its calls, not the champion's verdicts
+            log.exception("challenger model %s failed on a batch of %d; verdicts sent without it", challenger.version,
+                          len(rows))  # fmt: skip
     out = []
-    for joined, verdict in zip(batch, rows, strict=True):
+    for joined, verdict, call in zip(batch, rows, calls, strict=True):
         out.append(
             VerdictOut(
                 transaction_id=joined.tx_id,
@@ -119,6 +145,7 @@ def build_verdicts(
                 latency_ms=verdict["latency_ms"],
                 rules=verdict["rules"],
                 transaction=joined.card["raw"].encode(),
+                challenger=call,
             )
         )
     if observe is not None:
