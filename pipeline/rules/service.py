@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import orjson
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
 
 from pipeline.pan import contains_pan
 from pipeline.rules.engine import STATES, RulesError, RuleSet, load_rule_files, rule_files_digest
@@ -67,6 +67,7 @@ class RuleSetSummary(BaseModel):
     parent: int | None = None
     serving: bool = False
 
+    @computed_field(description="The rules_version verdicts carry while this version serves")  # type: ignore[prop-decorator]
     @property
     def served_as(self) -> str:
         return served_as(self.version, self.content_hash)
@@ -168,7 +169,7 @@ def promoted(files: Mapping[str, str], rule_id: str, target: str) -> dict[str, s
 
 
 def encode_release(version: RuleSetVersion) -> bytes:
-    return orjson.dumps(version.model_dump(mode="json", exclude={"serving"}))
+    return orjson.dumps(version.model_dump(mode="json", exclude={"serving", "served_as"}))
 
 
 def decode_release(value: bytes) -> RuleSetVersion:
