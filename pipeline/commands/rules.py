@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 Reason = Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail.")]
 ActorOption = Annotated[str | None, typer.Option("--actor", help="Who (default: $USER).")]
