@@ -89,6 +89,8 @@ def check_reason(reason: str) -> str:
         raise RulesChangeError("a reason is required (why this change)")
     if len(text) > REASON_MAX_CHARS:
         raise RulesChangeError(f"the reason is longer than {REASON_MAX_CHARS} characters")
+    if any((ord(c) < 0x20 and c not in "\t\n") or 0xD800 <= ord(c) <= 0xDFFF for c in text):
+        raise RulesChangeError("the reason contains a control character")
     if contains_pan(text):
         raise RulesChangeError("the reason must not contain a card number")
     return text
@@ -99,6 +101,11 @@ def validate_files(files: Mapping[str, str], origin: str = "") -> RuleSet:
     size = sum(len(name.encode()) + len(text.encode()) for name, text in files.items())
     if size > MAX_CONTENT_BYTES:
         raise RulesError(f"the rule set is {size:,} bytes; at most {MAX_CONTENT_BYTES:,} (one Kafka record)")
+    for name, text in files.items():
+        if "\x00" in name + text or any(0xD800 <= ord(c) <= 0xDFFF for c in name + text):
+            raise RulesError(f"{name!a}: not text (a NUL character or a lone surrogate)")
+        if contains_pan(text):
+            raise RulesError(f"{name}: holds what looks like a card number (PAN); lists hold card ids, never PANs")
     if not any(not name.startswith("lists/") for name in files):
         raise RulesError("no rule file: a rule set needs at least one `<name>.yaml`")
     return load_rule_files(files, origin)

@@ -108,6 +108,8 @@ def test_diff_reports_added_rules_and_list_changes() -> None:
         ({"../main.yaml": RULES}, "not a rules file"),
         ({"lists/deny.txt": "x\n"}, "no rule file"),
         ({"main.yaml": RULES.replace("review", "maybe")}, "action must be one of"),
+        ({**FILES, "lists/deny_cards.txt": "4111111111111111\n"}, "looks like a card number"),
+        ({**FILES, "lists/deny_cards.txt": "card-1\x00\n"}, "not text"),
     ],
 )
 def test_a_refused_rule_set_names_file_line_and_reason(files: dict[str, str], message: str) -> None:
@@ -117,7 +119,7 @@ def test_a_refused_rule_set_names_file_line_and_reason(files: dict[str, str], me
 
 def test_a_reason_is_required_and_never_a_card_number() -> None:
     assert check_reason("  tune  ") == "tune"
-    for bad in ("", "   ", "customer 4111111111111111 complained"):
+    for bad in ("", "   ", "customer 4111111111111111 complained", "nul \x00 byte"):
         with pytest.raises(RulesChangeError):
             check_reason(bad)
 
