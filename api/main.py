@@ -19,7 +19,7 @@ from api.errors import install_error_handlers
 from api.limits import BodyLimit
 from api.overload import ScoreAdmission
 from api.readiness import ReadinessCheck
-from api.routes import cases, health, labels, score, verdicts
+from api.routes import audit, cases, health, labels, rules, score, verdicts
 from pipeline.db.engine import create_engine_from_settings, session_factory
 from pipeline.settings import Settings, get_settings
 
@@ -86,5 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(verdicts.router)
     app.include_router(labels.router)
     app.include_router(cases.router)
+    app.include_router(rules.router)
+    app.include_router(audit.router)
     install_console(app, settings, keys)  # /console: the analyst console (session cookies, not bearer keys)
     return app

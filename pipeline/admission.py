@@ -100,7 +100,12 @@ class FaustPositions:
         return set(self._app.consumer.assignment())
 
     def highwater(self, tp: TP) -> int | None:
-        hw = self._app.consumer.highwater(tp)
+        """None for a partition no longer assigned: a rebalance (in the consumer's thread) can revoke it
+        between the caller's look at the assignment and this call, and aiokafka asserts it is assigned."""
+        try:
+            hw = self._app.consumer.highwater(tp)
+        except AssertionError:
+            return None
         return None if hw is None else int(hw)
 
     async def end_offsets(self, tps: Sequence[TP]) -> Mapping[TP, int]:

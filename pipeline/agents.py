@@ -44,7 +44,7 @@ from pipeline.kafka.admin import CARD_TABLE, ENTITY_TABLE, TopicNames
 from pipeline.merge import EventTimeMerger
 from pipeline.progress import Marker, SourceProgress
 from pipeline.registry import LoadedModel
-from pipeline.rules import RulesWatcher
+from pipeline.rules.follow import serving_rules
 from pipeline.scoring import ModelHolder
 from pipeline.settings import Settings
 from pipeline.verdicts import RecentVerdicts, VerdictOut, build_verdicts
@@ -465,7 +465,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     # Before the worker joins the group: loading (xgboost's import included) in a thread while the stages
     # run took 12 s under the GIL on a backlog and stalled the consumer thread into a rebalance.
     holder.maybe_reload()
-    rules_watcher = RulesWatcher(settings.rules.dir)
+    rules_watcher = serving_rules(settings)  # the rules topic or the local files (pipeline.rules.follow)
     drift = DriftWatch(min_count=worker.drift_min_transactions) if worker.drift else None
 
     @app.timer(settings.model.reload_interval_seconds)

@@ -32,6 +32,7 @@ _COMMAND_MODULES = (
     "pipeline.commands.db",
     "pipeline.commands.features",
     "pipeline.commands.models",
+    "pipeline.commands.rules",
     "pipeline.commands.sink",
     "pipeline.commands.streams",
     "pipeline.commands.drift",

@@ -33,6 +33,8 @@ class KafkaSettings(BaseModel):
     partials_topic: str = "riskstream.partials"
     #: Prefix of per-gateway-instance reply topics (request-reply). The worker sends a reply only to an
     #: existing topic under it, never to whatever a `reply-to` header names (pipeline.replies).
+    #: Rule-set releases (compacted, one partition): every worker reads all of it (pipeline.rules.follow).
+    rules_topic: str = "riskstream.rules"
     reply_topic_prefix: str = Field("riskstream.replies.", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
 
 
@@ -110,6 +112,13 @@ class ModelSettings(BaseModel):
 
 class RulesSettings(BaseModel):
     dir: Path = PROJECT_ROOT / "rules"
+    #: Where workers get their rules (README, "Rules as a service"): `auto` follows the rules topic once it
+    #: holds a version and reads `dir` until then; `files` only reads `dir`; `topic` serves nothing until
+    #: the topic holds a version.
+    source: Literal["auto", "files", "topic"] = "auto"
+    #: Promoting a rule to enforce needs a recorded backtest (`riskstream backtest --record`) of the version
+    #: it makes, over at least this many days and recorded within as many; 0 turns the check off.
+    require_backtest_days: int = Field(0, ge=0, le=365)
 
 
 class GatewaySettings(BaseModel):

@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Double,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -215,3 +216,50 @@ class CaseRow(Base):
     resolution: Mapped[str | None] = mapped_column(String(16))
     note: Mapped[str | None] = mapped_column(Text())
     label_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RuleSetRow(Base):
+    """A rule-set version pushed, promoted or rolled back through `riskstream rules` or `/v1/rules`: its files
+    (relative path -> text), who made it, when and why, and the version it was made from.
+
+    Apart from `rule_versions` (the versions the scorers reported, file hashes included): this is what was
+    authored, numbered in order; a stored version serves as `v<version>-<hash>` (pipeline.rules.service).
+    """
+
+    __tablename__ = "rule_sets"
+
+    version: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=False)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    files: Mapped[dict[str, str]] = mapped_column(JsonDocument)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text())
+    parent: Mapped[int | None] = mapped_column(Integer(), ForeignKey("rule_sets.version"))
+
+
+class RulesServingRow(Base):
+    """The one row saying which rule-set version serves; every change locks it, so changes apply in turn."""
+
+    __tablename__ = "rules_serving"
+
+    id: Mapped[int] = mapped_column(SmallInteger(), primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(Integer(), ForeignKey("rule_sets.version"))
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditRow(Base):
+    """Who changed what rules or model, when and why (`kind`: rules.push, rules.promote, rules.rollback,
+    rules.backtest, model.activate), written in the transaction of the change it records."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_kind_at", "kind", "at"), Index("ix_audit_log_at", "at"))
+
+    id: Mapped[int] = mapped_column(BigId, Identity(), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(Text())
+    from_version: Mapped[str | None] = mapped_column(Text())
+    to_version: Mapped[str | None] = mapped_column(Text())
+    reason: Mapped[str] = mapped_column(Text())
+    details: Mapped[dict[str, Any]] = mapped_column(JsonDocument)

@@ -36,7 +36,14 @@ def default_topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(k.entity_topic, n, rf, {"retention.ms": str(24 * 3600 * 1000)}),
         TopicSpec(k.partials_topic, n, rf, {"retention.ms": str(24 * 3600 * 1000)}),
         *changelog_topic_specs(settings),
+        rules_topic_spec(settings),
     ]
+
+
+def rules_topic_spec(settings: Settings) -> TopicSpec:
+    """Rule-set releases: one partition (one order), compacted on one key, so a worker starting reads the
+    serving release and what came after it, however long ago it was published (pipeline.rules.follow)."""
+    return TopicSpec(settings.kafka.rules_topic, 1, settings.kafka.replication_factor, {"cleanup.policy": "compact"})
 
 
 #: The worker's Faust tables (pipeline.agents); Faust names their changelogs `<app id>-<table>-changelog`.

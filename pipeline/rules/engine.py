@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from pipeline.rules.vector import ColumnFn, Frame
 ACTIONS = ("approve", "review", "decline", "challenge")
 STATES = ("audit", "shadow", "enforce")
 _FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+#: The files of a rule set: rule files at the top, list files under `lists/`.
+_FILE_NAME = re.compile(r"(?!\.)[^/\\\x00-\x1f]{1,120}\.ya?ml|lists/(?!\.)[^/\\\x00-\x1f]{1,120}\.txt")
 _RULE_KEYS = {"id", "description", "when", "action", "state", "score", "reason"}
 
 
@@ -100,9 +103,9 @@ class RuleSet:
         return fired
 
 
-def _read_list(path: Path) -> frozenset[str]:
+def _parse_list(text: str) -> frozenset[str]:
     values = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         value = line.split("#", 1)[0].strip()
         if value:
             values.append(value)
@@ -113,28 +116,54 @@ def _line_of(node: yaml.Node) -> int:
     return node.start_mark.line + 1
 
 
-def load_rules(directory: Path) -> RuleSet:
-    """Load and compile every rule and list under `directory`, or raise RulesError (nothing half-loaded)."""
+def read_rule_files(directory: Path) -> dict[str, str]:
+    """The files of a rules folder as relative path -> text (`default.yaml`, `lists/deny_bins.txt`)."""
     if not directory.is_dir():
         raise RulesError(f"{directory}: no such rules directory")
+    files: dict[str, str] = {}
+    for path in [*directory.glob("lists/*.txt"), *directory.glob("*.y*ml")]:
+        try:
+            files[path.relative_to(directory).as_posix()] = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise RulesError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    return files
+
+
+def load_rules(directory: Path) -> RuleSet:
+    """Load and compile every rule and list under `directory`, or raise RulesError (nothing half-loaded)."""
+    return load_rule_files(read_rule_files(directory), origin=directory)
+
+
+def rule_files_digest(files: Mapping[str, str]) -> str:
+    """The SHA-256 (hex) of a rule set's files: lists, then rule files, each by name, as `load_rules` hashes
+    a folder. Its first 12 digits are the `version` a loaded set reports."""
     digest = hashlib.sha256()
+    for name in sorted(n for n in files if n.startswith("lists/")):
+        digest.update(name.removeprefix("lists/").encode() + b"\0" + files[name].encode())
+    for name in sorted(n for n in files if not n.startswith("lists/")):
+        digest.update(name.encode() + b"\0" + files[name].encode())
+    return digest.hexdigest()
+
+
+def load_rule_files(files: Mapping[str, str], origin: Path | str = "") -> RuleSet:
+    """Compile a rule set given as relative path -> text (as `read_rule_files` reads a folder, or as a
+    stored version holds it); errors name `origin/<path>`, the line and the reason."""
+    for name in files:
+        if not _FILE_NAME.fullmatch(name):
+            raise RulesError(f"{Path(origin) / name}: not a rules file (`<name>.yaml` or `lists/<name>.txt`)")
     lists: dict[str, frozenset[str]] = {}
-    list_dir = directory / "lists"
-    if list_dir.is_dir():
-        for path in sorted(list_dir.glob("*.txt")):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-            lists[path.stem] = _read_list(path)
+    for name in sorted(n for n in files if n.startswith("lists/")):
+        lists[Path(name).stem] = _parse_list(files[name])
     rules: list[Rule] = []
     seen: dict[str, str] = {}
-    for path in sorted(directory.glob("*.y*ml")):
-        raw = path.read_bytes()
-        digest.update(path.name.encode() + b"\0" + raw)
-        for rule in _load_file(path, raw.decode("utf-8", "replace"), lists):
+    for name in sorted(n for n in files if not n.startswith("lists/")):
+        path = Path(origin) / name
+        for rule in _load_file(path, files[name], lists):
             if rule.id in seen:
                 raise RulesError(f"{path}: rule id {rule.id!r} is already defined in {seen[rule.id]}")
             seen[rule.id] = str(path)
             rules.append(rule)
-    return RuleSet(version=digest.hexdigest()[:12], rules=tuple(rules), lists=lists)
+    return RuleSet(version=rule_files_digest(files)[:12], rules=tuple(rules), lists=lists)
 
 
 def _load_file(path: Path, text: str, lists: Mapping[str, frozenset[str]]) -> list[Rule]:

@@ -25,7 +25,8 @@ from pipeline.db.orm import Base
 
 pytestmark = pytest.mark.integration
 
-TABLES = {"transactions", "verdicts", "labels", "model_versions", "rule_versions", "cases"}
+TABLES = {"transactions", "verdicts", "labels", "model_versions", "rule_versions", "cases", "rule_sets",
+          "rules_serving", "audit_log"}  # fmt: skip
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -48,7 +49,7 @@ def test_upgrade_from_empty_to_head_then_down_to_base_and_up_again(empty_db_url:
     assert _tables(empty_db_url) == set()
 
     upgrade_database(empty_db_url)
-    assert current_revision(empty_db_url) == head_revision() == "0002"
+    assert current_revision(empty_db_url) == head_revision() == "0003"
     assert _tables(empty_db_url) == TABLES
 
     downgrade_database(empty_db_url, "base")
@@ -150,5 +151,34 @@ def test_cases_revision_opens_cases_for_stored_review_verdicts_and_downgrades_to
         assert "cases" not in _tables(empty_db_url)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM verdicts")).scalar_one() == 3
+    finally:
+        engine.dispose()
+
+
+def test_rules_service_revision_downgrades_to_0002_keeping_the_cases(empty_db_url: str) -> None:
+    """0003 adds the rule-set versions, the serving row and the audit trail; its downgrade drops only those."""
+    upgrade_database(empty_db_url)
+    engine = make_engine(empty_db_url)
+    when = datetime(2026, 12, 7, tzinfo=UTC)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO rule_sets (version, content_hash, files, created_at, created_by, reason) "
+                     "VALUES (1, :hash, :files, :at, 'alice', 'first')").bindparams(bindparam("files", type_=JSON)),
+                {"hash": "0" * 64, "files": {"main.yaml": "rules: []\n"}, "at": when},
+            )  # fmt: skip
+            conn.execute(text("INSERT INTO rules_serving (id, version, since) VALUES (1, 1, :at)"), {"at": when})
+            conn.execute(
+                text("INSERT INTO audit_log (at, actor, kind, subject, reason, details) "
+                     "VALUES (:at, 'alice', 'rules.push', 'v1', 'first', :details)").bindparams(
+                    bindparam("details", type_=JSON)
+                ),
+                {"at": when, "details": {}},
+            )  # fmt: skip
+        downgrade_database(empty_db_url, "0002")
+        assert current_revision(empty_db_url) == "0002"
+        assert _tables(empty_db_url) == TABLES - {"rule_sets", "rules_serving", "audit_log"}
+        upgrade_database(empty_db_url)
+        assert _tables(empty_db_url) == TABLES
     finally:
         engine.dispose()

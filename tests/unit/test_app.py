@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.app import create_app
-from pipeline.settings import Settings, WorkerSettings
+from pipeline.settings import RulesSettings, Settings, WorkerSettings
 
 
 async def test_the_worker_consumer_uses_the_configured_fetch_wait_not_fausts_1500_ms() -> None:
@@ -25,7 +25,7 @@ def test_the_topics_command_creates_exactly_the_changelogs_the_tables_use() -> N
     from pipeline.agents import build_topology
     from pipeline.kafka.admin import changelog_topic_specs
 
-    settings = Settings(worker=WorkerSettings(app_id="unit-changelogs"))
+    settings = Settings(worker=WorkerSettings(app_id="unit-changelogs"), rules=RulesSettings(source="files"))
     app = create_app(settings)
     build_topology(app, settings)
     used = {table.changelog_topic.get_topic_name() for table in app.tables.values()}

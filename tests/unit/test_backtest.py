@@ -164,3 +164,38 @@ def test_the_command_refuses_an_empty_window(config: BacktestConfig) -> None:
             "--until", "2027-01-02", "--model", "none", "--out", str(config.out), "--processes", "1"]  # fmt: skip
     result = CliRunner().invoke(command_app(register), args)
     assert result.exit_code == 2
+
+
+def test_a_stored_version_with_a_rule_enforced_is_backtested_and_recorded(
+    config: BacktestConfig, tmp_path: Path
+) -> None:
+    """What a promotion to enforce may require (`rules.require_backtest_days`): the backtest of the exact files
+    it would serve, kept in the audit trail under their hash (SQLite here, as on a laptop)."""
+    from pipeline.db.audit import list_audit_entries
+    from pipeline.db.engine import make_engine, session_factory
+    from pipeline.db.migrate import upgrade_database
+    from pipeline.db.rule_sets import store_rule_set
+    from pipeline.rules.engine import read_rule_files
+    from pipeline.rules.service import content_hash, force_state, promoted
+    from training.commands.backtest import register
+
+    assert config.data is not None
+    url = f"sqlite:///{tmp_path / 'rules.db'}"
+    upgrade_database(url)
+    engine = make_engine(url)
+    stored = force_state(read_rule_files(config.rules_dir), "shadow")
+    with session_factory(engine)() as session:
+        store_rule_set(session=session, files=stored, content_hash=content_hash(stored), actor="t", reason="r",
+                       kind="rules.push")  # fmt: skip
+    args = ["backtest", "--rules-version", "1", "--enforce", "big-amount", "--data", str(config.data), "--since",
+            "2026-10-02", "--until", "2026-10-03", "--model", "none", "--out", str(config.out), "--processes", "1",
+            "--record", "--actor", "carol"]  # fmt: skip
+    env = {"RISKSTREAM_RULES__DIR": str(config.current_rules_dir), "RISKSTREAM_DATABASE__URL": url}
+    result = CliRunner().invoke(command_app(register), args, env=env)
+    assert result.exit_code == 0, result.output
+    with session_factory(engine)() as session:
+        [entry] = list_audit_entries(session=session, kind="rules.backtest")
+    engine.dispose()
+    assert entry.subject == content_hash(promoted(stored, "big-amount", "enforce")) and entry.actor == "carol"
+    assert entry.details["days"] == 1.0 and entry.details["rules_version"] == 1
+    assert "| big-amount | decline | enforce |" in (config.out / "report.md").read_text()

@@ -26,11 +26,13 @@ OUTSIDE_RUNTIME = frozenset({"api", "training", "bench", "examples"})
 #: Every command `riskstream` offers (README, Makefile, scripts/, Dockerfile, helm and compose use them).
 COMMANDS = {
     "kafka", "topics", "worker", "gateway", "db", "generate", "features", "train", "models", "sink",
-    "produce", "replay", "tail", "bench", "evaluate", "drift", "backtest",
+    "produce", "replay", "tail", "bench", "evaluate", "drift", "backtest", "rules", "audit",
 }  # fmt: skip
 #: The commands that live outside pipeline/ and plug in through the entry points.
-PLUGGED_IN = {"gateway": "api", "generate": "training", "train": "training", "bench": "bench", "evaluate": "training",
-              "backtest": "training"}  # fmt: skip
+PLUGGED_IN = {
+    "gateway": "api", "generate": "training", "train": "training", "bench": "bench", "evaluate": "training",
+    "backtest": "training",
+}  # fmt: skip
 
 
 def imported_modules(path: Path, root: Path = ROOT) -> Iterator[tuple[int, str]]:
