@@ -14,6 +14,10 @@ the model would be deployed. Two variants share the features:
   validation block: `fixed_rounds` boosting rounds (XGBoost's default, which the handbook's baseline
   used), calibration fitted on the training week itself (monotone: it only adds ties to the ranking).
 Scores are reported calibrated (what the pipeline's verdicts carry) and raw (the booster's output).
+
+With `tuning`, the `history` variant's XGBoost parameters are chosen by prequential validation
+(`training.tuning`) on folds that end where its training rows end: the test week and its delay are never
+read, nor any label that would not have arrived by the test's start.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from training.protocol import (
     split_dates,
 )
 from training.train import TrainConfig, fit_booster
+from training.tuning import TuningConfig, tune
 
 Log = Callable[[str], None]
 
@@ -67,6 +72,8 @@ class EvaluationConfig:
     #: Write the `history` model here as a model version (not activated), for a live replay.
     models_dir: Path | None = None
     train: TrainConfig = field(default_factory=lambda: TrainConfig(models_dir=Path("unused")))
+    #: Choose the `history` variant's parameters by prequential validation before its training end.
+    tuning: TuningConfig | None = None
 
 
 @dataclass
@@ -89,6 +96,7 @@ class EvaluationResult:
     timings: dict[str, float]
     machine: dict[str, Any] = field(default_factory=dict)
     model_path: str | None = None
+    tuning: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +111,7 @@ class EvaluationResult:
             "timings_seconds": self.timings,
             "machine": self.machine,
             "model_path": self.model_path,
+            "tuning": self.tuning,
         }  # fmt: skip
 
 
@@ -149,9 +158,22 @@ def run_evaluation(config: EvaluationConfig, log: Log = print) -> EvaluationResu
         "frauds_by_scenario": describe_test_set(scenarios, y[test]),
     }  # fmt: skip
 
+    tuning = None
+    if config.tuning is not None:
+        t0 = time.perf_counter()
+        tuning = tune(
+            dataset.matrix, y, event_ms, cards, cutoff=dates.train_end, base_params=config.train.params,
+            config=config.tuning, first_day=history.start, log=log,
+        )  # fmt: skip
+        timings["tuning"] = time.perf_counter() - t0
+        best = next(row for row in tuning.table if row["chosen"])
+        log(f"tuning: {len(tuning.table)} combinations x {len(tuning.folds)} folds in {timings['tuning']:.0f} s, "
+            f"chosen {tuning.chosen} (mean AP {best['average_precision']['mean']:.3f})")  # fmt: skip
+    tuned = tuning.chosen if tuning is not None else {}
+
     variants = []
     fits: dict[str, Callable[[], tuple[xgb.Booster, Calibration, dict[str, Any], dict[str, Any]]]] = {
-        "history": lambda: _fit_history(config, history, dataset.matrix, y, event_ms, dataset.amounts),
+        "history": lambda: _fit_history(config, history, dataset.matrix, y, event_ms, dataset.amounts, tuned),
         "handbook-week": lambda: _fit_handbook_week(config, dataset.matrix, y, event_ms),
     }
     for name, fit in fits.items():
@@ -177,7 +199,7 @@ def run_evaluation(config: EvaluationConfig, log: Log = print) -> EvaluationResu
     machine["load_after"] = round(os.getloadavg()[0], 2)
     result = EvaluationResult(
         config=_describe_config(config), data=data, test_set=test_set, variants=variants, timings=timings,
-        machine=machine,
+        machine=machine, tuning=tuning.as_dict() if tuning is not None else None,
     )  # fmt: skip
     if config.models_dir is not None:
         result.model_path = str(_write_model(config.models_dir, variants[0], result, df))
@@ -220,12 +242,13 @@ def _fit_history(
     y: np.ndarray,
     event_ms: np.ndarray,
     amounts: np.ndarray,
+    tuned: dict[str, Any],
 ) -> tuple[xgb.Booster, Calibration, dict[str, Any], dict[str, Any]]:
     dates = config.dates
     start, fit_end, valid_start = periods.start, periods.fit_end, periods.valid_start
     fit_rows = period_mask(event_ms, start, fit_end)
     valid = period_mask(event_ms, valid_start, dates.train_end)
-    params = {**config.train.params, "seed": config.seed}
+    params = {**config.train.params, **tuned, "seed": config.seed}
     booster, best = fit_booster(
         X[fit_rows], y[fit_rows], X[valid], y[valid], params=params,
         num_boost_round=config.train.num_boost_round, early_stopping_rounds=config.train.early_stopping_rounds,
@@ -239,6 +262,7 @@ def _fit_history(
         "fit_rows": int(fit_rows.sum()), "fit_frauds": int(y[fit_rows].sum()),
         "validation_rows": int(valid.sum()), "validation_frauds": int(y[valid].sum()),
         "best_iteration": best,
+        **({"tuned_params": tuned} if tuned else {}),
     }  # fmt: skip
     thresholds = {"review": chosen.review, "decline": chosen.decline, "policy": chosen.policy}
     return booster, calibration, training, thresholds

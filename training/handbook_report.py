@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from training.tuning import markdown_table
+
 
 def markdown(results: dict[str, Any]) -> str:
     """The results (`EvaluationResult.as_dict()`) as a markdown page: the published rows, then ours."""
@@ -61,6 +63,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "Training (days inclusive, UTC):", ""]
     for name, variant in results["results"].items():
         lines.append(f"- {name}: " + ", ".join(f"{key} {_words(value)}" for key, value in variant["training"].items()))
+    if results.get("tuning"):
+        lines += _tuning_lines(results["tuning"])
     machine = results.get("machine", {})
     lines += ["", f"Time (seconds; {machine.get('cpus', '?')} cores, load average {machine.get('load_before', '?')} "
               f"before, {machine.get('load_after', '?')} after):", ""]  # fmt: skip
@@ -73,6 +77,24 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("model_path"):
         lines += ["", f"Model (history variant, not activated): `{results['model_path']}`"]
     return "\n".join(lines) + "\n"
+
+
+def _tuning_lines(tuning: dict[str, Any]) -> list[str]:
+    folds, blocks = tuning["folds"], tuning["blocks"]
+    return [
+        "",
+        f"The history model's XGBoost parameters by prequential validation (`--tune`, training/tuning.py): "
+        f"{len(folds)} folds of {blocks['train_days']} training days, a {blocks['delay_days']}-day delay and "
+        f"{blocks['valid_days']} validation days scored as a test week, validation blocks from {folds[-1]['test'][0]} "
+        f"to {folds[0]['test'][1]} (never the test week). {tuning['selection'].capitalize()}: "
+        f"{_params(tuning['chosen'])}. The 5 best:",
+        "",
+        *markdown_table(tuning, top=5),
+    ]
+
+
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {value}" for name, value in params.items())
 
 
 def _words(value: Any) -> str:

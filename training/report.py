@@ -133,6 +133,14 @@ def write_markdown(out_dir: Path, *, version: str, metadata: Mapping[str, Any]) 
         lines.append(
             f"| {name} | {m['rows']} | {m['fraud']} | {_fmt(m['recall_at_review'])} | {_fmt(m['recall_at_decline'])} |"
         )
+    tuning = metadata.get("params", {}).get("tuning")
+    if tuning:
+        from training.tuning import markdown_table  # here: training.tuning imports training.train, which imports us
+
+        lines += ["", "## Hyper-parameters by prequential validation", "",
+                  f"{len(tuning['folds'])} folds before {tuning['cutoff'][:10]}; {tuning['selection']}: "
+                  + ", ".join(f"{k} {v}" for k, v in tuning["chosen"].items()) + ".", "",
+                  *markdown_table(tuning)]  # fmt: skip
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in PLOTS]
     lines += [
         "",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -60,6 +61,8 @@ class TrainConfig:
     )
     num_boost_round: int = 300
     early_stopping_rounds: int = 30
+    #: Choose max_depth, learning_rate, min_child_weight by prequential validation before the test split.
+    tune: bool = False
 
 
 @dataclass
@@ -124,6 +127,24 @@ def fit_booster(
     return booster[: best_iteration + 1], best_iteration
 
 
+def _tune(config: TrainConfig, dataset: Any, test_m: np.ndarray) -> dict[str, Any]:
+    """Prequential validation (`training.tuning`) on whole days before the test split, folds one label
+    delay (rounded up to days) between training and validation blocks."""
+    from training.tuning import TuningConfig, midnight_at_or_after, midnight_at_or_before, tune
+
+    tuning = TuningConfig(
+        delay_days=math.ceil(config.label_delay_days), seed=config.seed,
+        num_boost_round=config.num_boost_round, early_stopping_rounds=config.early_stopping_rounds,
+    )  # fmt: skip
+    event_ms = dataset.event_ms
+    result = tune(
+        dataset.matrix, dataset.labels, event_ms, dataset.card_ids, base_params=config.params, config=tuning,
+        cutoff=midnight_at_or_before(int(event_ms[test_m].min())), first_day=midnight_at_or_after(int(event_ms.min())),
+        log=log.info,
+    )  # fmt: skip
+    return result.as_dict()
+
+
 def _data_source(config: TrainConfig) -> str:
     if config.history is not None:
         return "database"
@@ -166,6 +187,12 @@ def train(config: TrainConfig, progress: Any = None) -> TrainResult:
     )
     X, y = dataset.matrix, dataset.labels
     params = {**config.params, "seed": config.seed}
+    tuning = None
+    if config.tune:
+        tuning = _tune(config, dataset, test_m)
+        params = {**params, **tuning["chosen"]}
+        timings["tuning"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
     booster, best_iteration = fit_booster(
         X[train_m], y[train_m], X[valid_m], y[valid_m], params=params,
         num_boost_round=config.num_boost_round, early_stopping_rounds=config.early_stopping_rounds,
@@ -217,6 +244,7 @@ def train(config: TrainConfig, progress: Any = None) -> TrainResult:
             "label_delay_days": config.label_delay_days,
             "label_features": config.label_features,
             "data_source": _data_source(config),
+            **({"tuning": tuning} if tuning is not None else {}),
         },
         thresholds={"review": thresholds.review, "decline": thresholds.decline, "policy": thresholds.policy},
         calibration=calibration.to_dict(),

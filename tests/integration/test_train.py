@@ -105,3 +105,20 @@ def test_a_model_for_other_features_is_refused(tmp_path: Path, trained_models_di
         load_model(models)
     result = runner.invoke(app, ["models", "activate", version, "--models-dir", str(models)])  # rollback
     assert result.exit_code == 0 and current_version(models) == version
+
+
+def test_train_tune_uses_the_params_prequential_validation_chose(tmp_path: Path) -> None:
+    from training.train import TrainConfig, train
+
+    models = tmp_path / "models"
+    # 40 days: the test split starts on day 32, room for two folds of 7 + 7 + 7 days before it
+    result = train(TrainConfig(models_dir=models, transactions=20_000, days=40, seed=3, num_boost_round=20,
+                               early_stopping_rounds=5, tune=True))  # fmt: skip
+    meta = read_metadata(result.path)
+    tuning = meta.params["tuning"]
+    assert len(tuning["folds"]) == 2 and len(tuning["table"]) == 12
+    assert sum(row["chosen"] for row in tuning["table"]) == 1
+    for name, value in tuning["chosen"].items():
+        assert meta.params[name] == value
+    assert "tuning" in result.timings
+    assert "Hyper-parameters by prequential validation" in (result.path / "report.md").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -74,3 +75,33 @@ def test_evaluate_reads_a_generated_file_as_it_simulates(tmp_path: Path) -> None
     write_transactions(generate_handbook(config), tmp_path / "hb.parquet")
     read = load_history(EvaluationConfig(simulator=config, data=tmp_path / "hb.parquet"))
     pd.testing.assert_frame_equal(read, load_history(EvaluationConfig(simulator=config)))
+
+
+def test_tuning_chooses_the_history_params_on_folds_before_the_test_weeks_delay() -> None:
+    from training.handbook import HandbookConfig
+    from training.handbook_eval import EvaluationConfig, run_evaluation
+    from training.handbook_report import markdown
+    from training.protocol import split_dates
+    from training.train import TrainConfig
+    from training.tuning import TuningConfig
+
+    dates = split_dates(datetime(2018, 5, 10, tzinfo=UTC))
+    config = EvaluationConfig(
+        simulator=HandbookConfig(customers=300, terminals=500, days=61), dates=dates, warmup_days=10, processes=1,
+        train=TrainConfig(models_dir=Path("unused"), num_boost_round=40, early_stopping_rounds=5),
+        tuning=TuningConfig(folds=4, grid={"max_depth": [2, 4]}, num_boost_round=20, early_stopping_rounds=5),
+    )  # fmt: skip
+    results = run_evaluation(config, log=lambda _: None).as_dict()
+
+    tuning = results["tuning"]
+    # the history's validation ends 05-16 (the test week starts 05-24): the folds validate up to there, no later,
+    # and a fourth fold (training from 04-05) would start before the warm-up ends (04-11)
+    assert [fold["test"] for fold in tuning["folds"]] == [
+        ["2018-05-10", "2018-05-16"], ["2018-05-03", "2018-05-09"], ["2018-04-26", "2018-05-02"]
+    ]  # fmt: skip
+    assert tuning["cutoff"] == dates.train_end.isoformat() and dates.train_end < dates.test_start
+    assert [row["params"] for row in tuning["table"]] == [{"max_depth": 2}, {"max_depth": 4}]
+    assert results["results"]["history"]["training"]["tuned_params"] == tuning["chosen"]
+    assert "tuned_params" not in results["results"]["handbook-week"]["training"]
+    page = markdown(results)
+    assert "prequential validation" in page and f"| **max_depth {tuning['chosen']['max_depth']}** |" in page

@@ -33,6 +33,12 @@ def register(app: typer.Typer) -> None:
         models_dir: Annotated[
             Path | None, typer.Option(help="Also write the trained model here (not activated), for a live replay.")
         ] = None,
+        tune: Annotated[
+            bool,
+            typer.Option("--tune", help="Choose the history model's XGBoost parameters by prequential validation."),
+        ] = False,
+        tune_folds: Annotated[int, typer.Option(min=1, help="Prequential folds (with --tune).")] = 4,
+        tune_train_days: Annotated[int, typer.Option(min=1, help="Training block of each fold, days.")] = 28,
     ) -> None:
         """Train on the history, score the test week, report ROC AUC, AP and card precision@100 beside the
         published figures (Le Borgne et al., Reproducible Machine Learning for Credit Card Fraud Detection)."""
@@ -44,6 +50,7 @@ def register(app: typer.Typer) -> None:
         from training.handbook_eval import EvaluationConfig, run_evaluation
         from training.handbook_report import markdown, write_results
         from training.protocol import split_dates
+        from training.tuning import TuningConfig
 
         if profile != "handbook":
             raise typer.BadParameter("use handbook", param_hint="--profile")
@@ -57,6 +64,9 @@ def register(app: typer.Typer) -> None:
                 warmup_days=warmup_days,
                 seed=seed,
                 models_dir=models_dir,
+                tuning=TuningConfig(folds=tune_folds, train_days=tune_train_days, delay_days=delay_days, seed=seed)
+                if tune
+                else None,
             )
         except ValueError as e:
             raise typer.BadParameter(str(e)) from e

@@ -55,6 +55,9 @@ def register(app: typer.Typer) -> None:
         review_fpr: Annotated[float, typer.Option(min=0, max=1)] = 0.01,
         decline_fpr: Annotated[float, typer.Option(min=0, max=1)] = 0.001,
         activate: Annotated[bool, typer.Option("--activate/--no-activate", help="Make it current.")] = True,
+        tune: Annotated[
+            bool, typer.Option("--tune", help="Choose the XGBoost parameters by prequential validation (slower).")
+        ] = False,
     ) -> None:
         """Train a model with the stream's own feature code and write it to models/<version>/."""
         from rich.console import Console
@@ -82,7 +85,7 @@ def register(app: typer.Typer) -> None:
             models_dir=models_dir or get_settings().model.dir, data=data, history=history,
             transactions=transactions, days=days,
             seed=seed, label_delay_days=label_delay_days, threshold_policy=policy,  # type: ignore[arg-type]
-            review_fpr=review_fpr, decline_fpr=decline_fpr, activate=activate,
+            review_fpr=review_fpr, decline_fpr=decline_fpr, activate=activate, tune=tune,
         )  # fmt: skip
         try:
             with console.status("training (generate → features → fit → report)…"):
