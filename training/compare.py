@@ -7,18 +7,18 @@ actually had (the same legitimate traffic inconvenienced, so recall is comparabl
 decisions under `training.evaluate.CostPolicy`; and the decision agreement matrix. A transaction without a
 label counts as legitimate (labels report fraud and its disputes), as in training and backtests.
 
-Verdicts come from a JSON-lines file of the verdicts topic's values (e.g. `riskstream tail`); the database
-stores verdicts in typed columns without the challenger object (see `read_database_verdicts`).
+Verdicts come from a JSON-lines file of the verdicts topic's values (e.g. `riskstream tail`) or from the
+database, where the sink stores the challenger's call beside the champion's (revision 0004).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,7 @@ from pipeline.rules.decision import DECISIONS
 from training.evaluate import CostPolicy, decision_cost, recall_at_fpr
 
 FLAGS = ("review", "challenge", "decline")
+_T = TypeVar("_T")
 
 
 class CompareError(RuntimeError):
@@ -122,32 +123,49 @@ def latest(labels: Iterable[tuple[str, int, bool]]) -> dict[str, bool]:
 
 
 def read_database_labels(settings: Any) -> dict[str, bool]:
-    from sqlalchemy import select
+    """Each stored transaction's latest label (`pipeline.db.repository.latest_labels`)."""
+    from pipeline.db.repository import latest_labels
 
-    from pipeline.db.engine import DatabaseError, create_engine_from_settings, session_factory
-    from pipeline.db.orm import LabelRow
-    from pipeline.records import epoch_ms
+    return _from_database(settings, "labels", lambda session: latest_labels(session=session))
+
+
+def read_database_verdicts(settings: Any, since: datetime, until: datetime | None) -> list[dict[str, Any]]:
+    """The stored verdicts with an event time in [since, until), as `pair_verdicts` reads them: the fields
+    it uses only (no reasons or features are kept), the challenger's call included when there was one."""
+    from pipeline.db.repository import iter_verdicts
+
+    def read(session: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "transaction_id": v.transaction_id,
+                "event_time": v.event_time.isoformat(),
+                "model_version": v.model_version,
+                "score": v.score,
+                "decision": v.decision,
+                "amount": v.amount,
+                "challenger": None if v.challenger is None else v.challenger.model_dump(),
+            }
+            for v in iter_verdicts(session=session, since=_as_utc(since), until=_as_utc(until) if until else None)
+        ]
+
+    return _from_database(settings, "verdicts", read, schema_at_head=True)
+
+
+def _from_database(settings: Any, what: str, read: Callable[[Any], _T], *, schema_at_head: bool = False) -> _T:
+    """`read(session)` on the database the settings select; database failures become a CompareError."""
+    from pipeline.db.engine import RiskstreamDbError, create_engine_from_settings, session_factory
+    from pipeline.db.migrate import require_head
 
     engine = create_engine_from_settings(settings)
     try:
+        if schema_at_head:  # a database before 0004 has no challenger columns: say so, not "no such column"
+            require_head(settings.database.resolved_url())
         with session_factory(engine)() as session:
-            rows = session.execute(select(LabelRow.transaction_id, LabelRow.reported_at, LabelRow.is_fraud)).all()
-    except DatabaseError as e:
-        raise CompareError(f"cannot read the stored labels: {e}") from e
+            return read(session)
+    except RiskstreamDbError as e:
+        raise CompareError(f"cannot read the stored {what}: {e}") from e
     finally:
         engine.dispose()
-    return latest((str(t), epoch_ms(r), bool(f)) for t, r, f in rows)
-
-
-def read_database_verdicts() -> list[dict[str, Any]]:
-    """Refused for now: the verdicts table has typed columns and no `challenger` column, so the sink keeps
-    the champion's call only. Storing it needs a migration (a nullable JSON `challenger` column and two
-    lines in `pipeline.db.repository`); until then compare from the verdicts topic (`--data`)."""
-    raise CompareError(
-        "the database does not store the verdicts' challenger object (no `challenger` column in the verdicts "
-        "table); give the verdicts as a JSON-lines file of the verdicts topic with --data (labels may still "
-        "come from the database: --data FILE --from-db)"
-    )
 
 
 def _rates(flagged: npt.NDArray[np.bool_], labels: npt.NDArray[np.bool_]) -> dict[str, float]:

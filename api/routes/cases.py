@@ -18,6 +18,7 @@ from api.case_labels import send_case_label
 from api.deps import Actor, Authorized, GatewayState, JsonBody, State
 from api.errors import Conflict, NotFound, ServiceUnavailable
 from api.payloads import ErrorBody, request_body
+from api.routes.verdicts import champion_only
 from pipeline.cases import (
     NOTE_MAX_CHARS,
     PRIORITY_MAX,
@@ -102,7 +103,9 @@ async def read_case(case_id: CaseId, state: State) -> CaseDetail:
     detail: CaseDetail | None = await _in_db(state, get_case_detail, case_id=case_id)
     if detail is None:
         raise NotFound(f"no case {case_id}")
-    return detail
+    return detail.model_copy(
+        update={"verdict": champion_only(detail.verdict), "card_recent": [champion_only(v) for v in detail.card_recent]}
+    )
 
 
 @router.post("/cases/{case_id}/claim", response_model=Case, responses={**_ERRORS, 409: {"model": ErrorBody}})

@@ -24,13 +24,19 @@ def _read(state: Any, fn: Any, **kwargs: Any) -> Any:
         return fn(session=session, **kwargs)
 
 
+def champion_only(verdict: Verdict) -> Verdict:
+    """The verdict as the caller was answered: the database keeps the challenger's call for `models compare`,
+    the API never shows it (a repeat's reply stays byte for byte the first; a reviewer is not swayed by it)."""
+    return verdict if verdict.challenger is None else verdict.model_copy(update={"challenger": None})
+
+
 async def lookup_verdict(state: Any, transaction_id: str) -> Verdict | None:
     """The stored verdict, read in a thread so the event loop keeps serving."""
     try:
         result: Verdict | None = await asyncio.to_thread(_read, state, get_verdict, transaction_id=transaction_id)
     except DatabaseError as e:
         raise ServiceUnavailable(f"the verdict database is unavailable: {e}") from None
-    return result
+    return None if result is None else champion_only(result)
 
 
 @router.get(
@@ -83,4 +89,4 @@ async def search_verdicts(
         )
     except DatabaseError as e:
         raise ServiceUnavailable(f"the verdict database is unavailable: {e}") from None
-    return found
+    return [champion_only(v) for v in found]

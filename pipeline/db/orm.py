@@ -143,6 +143,11 @@ class VerdictRow(Base):
     currency: Mapped[str | None] = mapped_column(Text())
     features: Mapped[dict[str, float | None] | None] = mapped_column(JsonDocument)
     schema_version: Mapped[int] = mapped_column(SmallInteger())
+    # The challenger's call (`Verdict.challenger`), null without one: typed like the champion's, so SQL can
+    # count agreements or average scores per version.
+    challenger_version: Mapped[str | None] = mapped_column(Text())
+    challenger_score: Mapped[float | None] = mapped_column(Double())
+    challenger_decision: Mapped[str | None] = mapped_column(String(16))
     stored_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.current_timestamp())
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Insert, Table, func, select
+from sqlalchemy import ColumnElement, Insert, Select, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -86,6 +86,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def _verdict_row(verdict: Verdict) -> dict[str, Any]:
+    challenger = verdict.challenger
     return {
         "transaction_id": verdict.transaction_id,
         "decision": verdict.decision,
@@ -104,7 +105,16 @@ def _verdict_row(verdict: Verdict) -> dict[str, Any]:
         "currency": verdict.currency,
         "features": None if verdict.features is None else _json_safe(verdict.features),
         "schema_version": verdict.schema_version,
+        "challenger_version": None if challenger is None else challenger.version,
+        "challenger_score": None if challenger is None else challenger.score,
+        "challenger_decision": None if challenger is None else challenger.decision,
     }
+
+
+def _challenger_from_row(row: VerdictRow) -> dict[str, Any] | None:
+    if row.challenger_version is None:
+        return None
+    return {"version": row.challenger_version, "score": row.challenger_score, "decision": row.challenger_decision}
 
 
 def _verdict_from_row(row: VerdictRow) -> Verdict:
@@ -126,6 +136,7 @@ def _verdict_from_row(row: VerdictRow) -> Verdict:
             "amount": row.amount,
             "currency": row.currency,
             "features": row.features,
+            "challenger": _challenger_from_row(row),
             "schema_version": row.schema_version,
         }
     )
@@ -160,6 +171,25 @@ def list_verdicts(
     with _database_errors(session, "listing verdicts"):
         rows = session.scalars(query).all()
     return [_verdict_from_row(row) for row in rows]
+
+
+def iter_verdicts(
+    *, session: Session, since: datetime, until: datetime | None = None, batch_size: int = 1000
+) -> Iterator[Verdict]:
+    """Every verdict with an event time in [since, until), oldest first, challenger included, read
+    `batch_size` rows at a time (a day of traffic does not have to fit in memory as ORM rows)."""
+    conditions = [VerdictRow.event_time >= since]
+    if until is not None:
+        conditions.append(VerdictRow.event_time < until)
+    query = (
+        select(VerdictRow)
+        .where(*conditions)
+        .order_by(VerdictRow.event_time, VerdictRow.id)
+        .execution_options(yield_per=batch_size)
+    )
+    with _database_errors(session, "reading verdicts"):
+        for row in session.scalars(query):
+            yield _verdict_from_row(row)
 
 
 # --- transactions and labels ----------------------------------------------------------------------------
@@ -271,15 +301,9 @@ def save_labels(*, session: Session, labels: Sequence[Label]) -> int:
     return inserted
 
 
-def labelled_history(*, session: Session) -> pd.DataFrame:
-    """Every stored transaction with its latest label, as training reads a generated file.
-
-    Columns: the wire transaction fields in schema order, then `is_fraud` and `label_time` (the latest
-    label's `reported_at`). A transaction without a label counts as legitimate with `label_time` NaT,
-    the convention of the generator's files: most legitimate payments are never confirmed. Types follow
-    `pipeline.io`: UTC times in milliseconds, float64 amounts and coordinates, `str` ids. Rows are in
-    event-time order.
-    """
+def _latest_labels_query() -> Select[Any]:
+    """Each labelled transaction's latest label (by reported_at, then the last stored): transaction_id,
+    is_fraud, reported_at."""
     ranked = select(
         LabelRow.transaction_id,
         LabelRow.is_fraud,
@@ -291,7 +315,26 @@ def labelled_history(*, session: Session) -> pd.DataFrame:
         )
         .label("rank"),
     ).subquery("ranked_labels")
-    latest = select(ranked).where(ranked.c.rank == 1).subquery("latest_labels")
+    return select(ranked.c.transaction_id, ranked.c.is_fraud, ranked.c.reported_at).where(ranked.c.rank == 1)
+
+
+def latest_labels(*, session: Session) -> dict[str, bool]:
+    """transaction_id -> whether its latest label says fraud, for every labelled transaction."""
+    with _database_errors(session, "reading the latest labels"):
+        rows = session.execute(_latest_labels_query()).all()
+    return {str(tx_id): bool(is_fraud) for tx_id, is_fraud, _ in rows}
+
+
+def labelled_history(*, session: Session) -> pd.DataFrame:
+    """Every stored transaction with its latest label, as training reads a generated file.
+
+    Columns: the wire transaction fields in schema order, then `is_fraud` and `label_time` (the latest
+    label's `reported_at`). A transaction without a label counts as legitimate with `label_time` NaT,
+    the convention of the generator's files: most legitimate payments are never confirmed. Types follow
+    `pipeline.io`: UTC times in milliseconds, float64 amounts and coordinates, `str` ids. Rows are in
+    event-time order.
+    """
+    latest = _latest_labels_query().subquery("latest_labels")
     tx_columns = [
         (TransactionRow.event_time if name == "timestamp" else getattr(TransactionRow, name)).label(name)
         for name in TRANSACTION_FIELDS

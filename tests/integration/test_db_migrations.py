@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -49,7 +50,7 @@ def test_upgrade_from_empty_to_head_then_down_to_base_and_up_again(empty_db_url:
     assert _tables(empty_db_url) == set()
 
     upgrade_database(empty_db_url)
-    assert current_revision(empty_db_url) == head_revision() == "0003"
+    assert current_revision(empty_db_url) == head_revision() == "0004"
     assert _tables(empty_db_url) == TABLES
 
     downgrade_database(empty_db_url, "base")
@@ -67,17 +68,21 @@ def test_upgrade_twice_is_harmless(empty_db_url: str) -> None:
     assert current_revision(empty_db_url) == head_revision()
 
 
-def test_migrated_schema_matches_the_models(empty_db_url: str) -> None:
-    """A model change without its migration (or the reverse) fails here, not in production."""
-    upgrade_database(empty_db_url)
-    engine = make_engine(empty_db_url)
+def _differences_from_the_models(url: str) -> list[Any]:
+    engine = make_engine(url)
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
-            differences = compare_metadata(context, Base.metadata)
+            differences: list[Any] = compare_metadata(context, Base.metadata)
     finally:
         engine.dispose()
-    assert differences == []
+    return differences
+
+
+def test_migrated_schema_matches_the_models(empty_db_url: str) -> None:
+    """A model change without its migration (or the reverse) fails here, not in production."""
+    upgrade_database(empty_db_url)
+    assert _differences_from_the_models(empty_db_url) == []
 
 
 def test_transactions_table_has_no_column_for_a_card_number(empty_db_url: str) -> None:
@@ -180,5 +185,66 @@ def test_rules_service_revision_downgrades_to_0002_keeping_the_cases(empty_db_ur
         assert _tables(empty_db_url) == TABLES - {"rule_sets", "rules_serving", "audit_log"}
         upgrade_database(empty_db_url)
         assert _tables(empty_db_url) == TABLES
+    finally:
+        engine.dispose()
+
+
+_VERDICT_COLUMNS = ("transaction_id, decision, score, reasons, rules, model_version, rules_version, event_time, "
+                    "decided_at, latency_ms, degraded, amount, schema_version")  # fmt: skip
+
+
+def _insert_verdict(conn: Any, transaction_id: str, extra: dict[str, Any] | None = None) -> None:
+    when = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
+    values = {"transaction_id": transaction_id, "decision": "approve", "score": 0.2, "reasons": [], "rules": [],
+              "model_version": "m1", "rules_version": "r", "event_time": when, "decided_at": when,
+              "latency_ms": 1.0, "degraded": False, "amount": 10.0, "schema_version": 1, **(extra or {})}  # fmt: skip
+    names = ", ".join(values)
+    conn.execute(
+        text(f"INSERT INTO verdicts ({names}) VALUES ({', '.join(':' + n for n in values)})").bindparams(
+            bindparam("reasons", type_=JSON), bindparam("rules", type_=JSON)
+        ),
+        values,
+    )
+
+
+def _verdict_columns(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return {c["name"] for c in inspect(engine).get_columns("verdicts")}
+    finally:
+        engine.dispose()
+
+
+def test_challenger_revision_adds_nullable_columns_and_downgrades_to_0003_keeping_the_verdicts(
+    empty_db_url: str,
+) -> None:
+    """0004 adds the challenger's call to the verdicts table (null on the verdicts already stored); its
+    downgrade drops only those columns, and upgrading again gives the models' schema back."""
+    challenger = {"challenger_version", "challenger_score", "challenger_decision"}
+    upgrade_database(empty_db_url, "0003")
+    assert not _verdict_columns(empty_db_url) & challenger
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.begin() as conn:
+            _insert_verdict(conn, "t-before")
+        upgrade_database(empty_db_url)
+        assert challenger <= _verdict_columns(empty_db_url)
+        with engine.begin() as conn:
+            _insert_verdict(conn, "t-after", {"challenger_version": "m2", "challenger_score": 0.7,
+                                              "challenger_decision": "review"})  # fmt: skip
+            rows = conn.execute(text("SELECT transaction_id, challenger_version, challenger_score, "
+                                     "challenger_decision FROM verdicts ORDER BY id")).all()  # fmt: skip
+        assert [tuple(r) for r in rows] == [("t-before", None, None, None), ("t-after", "m2", 0.7, "review")]
+
+        downgrade_database(empty_db_url, "0003")
+        assert current_revision(empty_db_url) == "0003"
+        assert not _verdict_columns(empty_db_url) & challenger
+        with engine.connect() as conn:
+            ids = conn.execute(text("SELECT transaction_id FROM verdicts ORDER BY id")).scalars().all()
+        assert ids == ["t-before", "t-after"]
+        assert _tables(empty_db_url) == TABLES
+
+        upgrade_database(empty_db_url)
+        assert _differences_from_the_models(empty_db_url) == []
     finally:
         engine.dispose()

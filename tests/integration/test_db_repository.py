@@ -18,7 +18,9 @@ from pipeline.db.orm import LabelRow, ModelVersionRow, RuleVersionRow, Transacti
 from pipeline.db.repository import (
     TRANSACTION_FIELDS,
     get_verdict,
+    iter_verdicts,
     labelled_history,
+    latest_labels,
     list_verdicts,
     record_model_version,
     record_rules_version,
@@ -27,7 +29,7 @@ from pipeline.db.repository import (
     save_transactions,
     save_verdicts,
 )
-from pipeline.records import FiredRule, Label, Reason, Transaction, Verdict
+from pipeline.records import ChallengerVerdict, FiredRule, Label, Reason, Transaction, Verdict
 
 pytestmark = pytest.mark.integration
 
@@ -150,6 +152,43 @@ def test_verdict_round_trips_every_field_with_times_in_utc(session: Session) -> 
     assert stored is not None
     assert stored.event_time == datetime(2026, 11, 2, 12, 0, 0, 123456, tzinfo=UTC)
     assert stored.event_time.tzinfo == UTC and stored.decided_at.tzinfo == UTC
+
+
+def test_the_challengers_call_round_trips_and_is_null_without_one(session: Session) -> None:
+    challenger = ChallengerVerdict(version="m-2", score=0.05, decision="approve")
+    challenged = make_verdict("tx-ch", decision="review", score=0.61, challenger=challenger)
+    save_verdicts(session=session, verdicts=[challenged, make_verdict("tx-alone")])
+    session.expunge_all()
+
+    assert get_verdict(session=session, transaction_id="tx-ch") == challenged
+    alone = get_verdict(session=session, transaction_id="tx-alone")
+    assert alone is not None and alone.challenger is None
+    # typed columns, so SQL can aggregate the challenger's calls
+    row = session.execute(
+        select(VerdictRow.challenger_version, VerdictRow.challenger_score, VerdictRow.challenger_decision).where(
+            VerdictRow.transaction_id == "tx-ch"
+        )
+    ).one()
+    assert tuple(row) == ("m-2", 0.05, "approve")
+    assert session.scalar(select(func.count()).where(VerdictRow.challenger_version.is_(None))) == 1
+
+
+def test_iter_verdicts_reads_a_time_window_oldest_first_in_batches(session: Session) -> None:
+    verdicts = [
+        make_verdict(f"tx-{i}", event_time=T0 + timedelta(minutes=i),
+                     challenger=ChallengerVerdict(version="m-2", score=0.5, decision="review") if i % 2 else None)
+        for i in (3, 0, 5, 1, 4, 2)
+    ]  # fmt: skip
+    save_verdicts(session=session, verdicts=verdicts)
+    window = list(
+        iter_verdicts(session=session, since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=5), batch_size=2)
+    )
+    assert [v.transaction_id for v in window] == ["tx-1", "tx-2", "tx-3", "tx-4"]  # since inclusive, until not
+    assert [v.challenger is not None for v in window] == [True, False, True, False]
+    assert [v.transaction_id for v in iter_verdicts(session=session, since=T0 + timedelta(minutes=4))] == [
+        "tx-4",
+        "tx-5",
+    ]
 
 
 def test_unknown_transaction_has_no_verdict(session: Session) -> None:
@@ -303,6 +342,18 @@ def test_labelled_history_joins_each_transaction_with_its_latest_label(
     assert (row["amount"], row["lat"], row["lon"]) == (42.5, 48.1, 11.5)
     assert history["lat"].dtype == "float64" and pd.isna(history["lat"].iloc[0])
     assert pd.isna(history["device_id"].iloc[0])
+
+
+def test_latest_labels_keep_each_transactions_last_report(session: Session) -> None:
+    save_labels(
+        session=session,
+        labels=[
+            make_label("tx-1", "chargeback", T0 + timedelta(days=10)),
+            make_label("tx-1", "confirmed_legitimate", T0 + timedelta(days=12)),
+            make_label("tx-2", "confirmed_fraud", T0),
+        ],
+    )
+    assert latest_labels(session=session) == {"tx-1": False, "tx-2": True}
 
 
 def test_labelled_history_of_an_empty_database_has_the_columns(session: Session) -> None:

@@ -347,3 +347,31 @@ async def test_validation_errors_go_through_the_card_number_mask() -> None:
         response = await c.get("/probe")
     assert response.status_code == 422 and not echoes_pan(response.text), response.text
     assert response.json()["detail"][0]["field"] == "411111******1111"
+
+
+async def test_stored_verdicts_are_read_without_the_challenger(client: httpx.AsyncClient, sqlite_url: str) -> None:
+    """The database keeps the challenger's call for `models compare`; the API shows the champion's verdict only."""
+    from datetime import UTC, datetime
+
+    from pipeline.db.engine import make_engine, session_factory
+    from pipeline.db.repository import save_verdicts
+    from pipeline.records import ChallengerVerdict, Verdict
+
+    when = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
+    verdict = Verdict(transaction_id="tx-ch", decision="review", score=0.7, model_version="m1", rules_version="r",
+                      event_time=when, decided_at=when, latency_ms=1.0, card_id="card-ch",
+                      challenger=ChallengerVerdict(version="m2", score=0.1, decision="approve"))  # fmt: skip
+    engine = make_engine(sqlite_url)
+    try:
+        with session_factory(engine)() as session:
+            save_verdicts(session=session, verdicts=[verdict])
+    finally:
+        engine.dispose()
+    one = await client.get("/v1/verdicts/tx-ch", headers=auth())
+    listed = await client.get("/v1/verdicts", params={"card_id": "card-ch"}, headers=auth())
+    cases = await client.get("/v1/cases", headers=auth())
+    assert one.status_code == listed.status_code == cases.status_code == 200, (one.text, listed.text, cases.text)
+    detail = await client.get(f"/v1/cases/{cases.json()['items'][0]['id']}", headers=auth())
+    assert detail.status_code == 200, detail.text
+    for body in (one.json(), listed.json()[0], detail.json()["verdict"], detail.json()["card_recent"][0]):
+        assert body["transaction_id"] == "tx-ch" and body.get("challenger") is None, body

@@ -107,8 +107,10 @@ def test_the_command_writes_markdown_json_and_plots(tmp_path: Path) -> None:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in report
 
 
-def test_stored_verdicts_are_refused_with_the_reason(tmp_path: Path) -> None:
+def test_verdicts_or_labels_without_a_file_need_from_db(tmp_path: Path) -> None:
     app = typer.Typer()
     register(app)
-    result = CliRunner().invoke(app, ["models", "compare", "--since", "2026-12-01", "--from-db"])
-    assert result.exit_code == 2 and "does not store the verdicts' challenger" in result.output
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("")
+    result = CliRunner().invoke(app, ["models", "compare", "--since", "2026-12-01", "--labels", str(labels)])
+    assert result.exit_code == 2 and "--from-db" in result.output

@@ -46,11 +46,15 @@ def register(app: typer.Typer) -> None:
         from pipeline.settings import get_settings
         from training import compare as core
 
-        if labels is None and not from_db:
-            typer.echo("error: give --labels FILE or --from-db", err=True)
+        if (labels is None or data is None) and not from_db:
+            typer.echo("error: give --data FILE and --labels FILE, or --from-db for either", err=True)
             raise typer.Exit(2)
         try:
-            verdicts = core.read_verdict_file(data) if data is not None else core.read_database_verdicts()
+            verdicts = (
+                core.read_verdict_file(data)
+                if data is not None
+                else core.read_database_verdicts(get_settings(), since, until)
+            )
             truth = core.read_label_file(labels) if labels is not None else core.read_database_labels(get_settings())
             paired = core.pair_verdicts(verdicts, since, until)
             target = out or Path("var/compare") / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
