@@ -115,7 +115,7 @@ def run_live(config: LiveConfig, bootstrap: str, root: Path, log: Log = print) -
     reference = offline_features(rows, labels)
     ids = rows["transaction_id"].astype(str).to_numpy()
     matrix = np.array([reference[t] for t in ids], dtype=np.float64)
-    offline_scores = np.round(model.score(matrix), 6)
+    offline_scores = model.score(matrix)
     timings["offline_reference"] = time.perf_counter() - t0
     parity = compare_scores(ids, offline_scores, verdicts)
     parity["feature_mismatches"], parity["feature_examples"], _ = compare(verdicts, reference)
@@ -165,8 +165,7 @@ def _score(verdict: dict[str, Any] | None) -> float:
 
 
 def compare_scores(ids: np.ndarray, offline_scores: np.ndarray, verdicts: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Every verdict's score against the offline reference's (both rounded as verdicts carry them), and the
-    first differing features of a few, to say why."""
+    """Every verdict's score against the offline reference's, exactly, with a few examples."""
     differences, missing, worst = 0, 0, 0.0
     examples: list[str] = []
     for tx_id, expected in zip(ids, offline_scores, strict=True):

@@ -50,7 +50,7 @@ class ChallengerCall:
     decision: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "score": round(self.score, 6), "decision": self.decision}
+        return {"version": self.version, "score": float(self.score), "decision": self.decision}
 
     def append_to(self, verdict_json: bytes) -> bytes:
         """The encoded verdict with `"challenger": {...}` added as its last key (orjson ends an object
