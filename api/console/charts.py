@@ -6,7 +6,7 @@ name can never inject markup. Sizes are in SVG user units; the SVG scales to its
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -37,6 +37,27 @@ def _nice_max(value: float) -> float:
     return 10.0 * magnitude
 
 
+def _open(title: str, width: int, height: int, title_x: int) -> list[str]:
+    """The parts every chart starts with: the scalable SVG element and its title."""
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}" class="chart">',
+        f'<text x="{title_x}" y="14" {_FONT} font-weight="600">{escape(title)}</text>',
+    ]
+
+
+def _y_grid(left: int, right_x: int, top: int, plot_h: int, tick: Callable[[float], str]) -> list[str]:
+    """Grid lines at 0, half and the top of a vertical axis, labelled `tick(fraction of the top)`."""
+    parts = []
+    for fraction in (0, 0.5, 1):
+        y = top + plot_h * (1 - fraction)
+        parts.append(f'<line x1="{left}" x2="{right_x}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>')
+        parts.append(
+            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" {_FONT} fill="{_MUTED}">{tick(fraction)}</text>'
+        )
+    return parts
+
+
 def stacked_bars(
     labels: Sequence[str], series: Sequence[Series], *, title: str, width: int = 1200, height: int = 260
 ) -> Markup:
@@ -46,18 +67,8 @@ def stacked_bars(
     n = len(labels)
     totals = [sum(s.values[i] for s in series) for i in range(n)]
     top_value = _nice_max(max(totals, default=0.0))
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(title)}" class="chart">',
-        f'<text x="{left}" y="14" {_FONT} font-weight="600">{escape(title)}</text>',
-    ]
-    for fraction in (0, 0.5, 1):
-        y = top + plot_h * (1 - fraction)
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>')
-        parts.append(
-            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" {_FONT} fill="{_MUTED}">'
-            f"{top_value * fraction:g}</text>"
-        )
+    parts = _open(title, width, height, left)
+    parts += _y_grid(left, width - right, top, plot_h, lambda fraction: f"{top_value * fraction:g}")
     if n:
         slot = plot_w / n
         bar_w = max(1.0, slot * 0.8)
@@ -100,11 +111,7 @@ def horizontal_bars(
     height = top + row_h * max(1, len(items)) + 6
     peak = max((v for _, v in items), default=0.0) or 1.0
     plot_w = width - label_w - 60
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(title)}" class="chart">',
-        f'<text x="0" y="14" {_FONT} font-weight="600">{escape(title)}</text>',
-    ]
+    parts = _open(title, width, height, 0)
     if not items:
         parts.append(f'<text x="0" y="{top + 14}" {_FONT} fill="{_MUTED}">no rule fired in this window</text>')
     for i, (label, value) in enumerate(items):
@@ -128,18 +135,8 @@ def paired_bars(
     plot_w, plot_h = width - left - right, height - top - bottom
     first, second = pair
     top_value = min(1.0, _nice_max(100 * max([*first.values, *second.values], default=0.0)) / 100)
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(title)}" class="chart">',
-        f'<text x="{left}" y="14" {_FONT} font-weight="600">{escape(title)}</text>',
-    ]
-    for fraction in (0, 0.5, 1):
-        y = top + plot_h * (1 - fraction)
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>')
-        parts.append(
-            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" {_FONT} fill="{_MUTED}">'
-            f"{100 * top_value * fraction:g}%</text>"
-        )
+    parts = _open(title, width, height, left)
+    parts += _y_grid(left, width - right, top, plot_h, lambda fraction: f"{100 * top_value * fraction:g}%")
     slot = plot_w / max(1, len(labels))
     bar_w = max(1.0, slot * 0.4)
     for i, label in enumerate(labels):
