@@ -17,6 +17,7 @@ from typing import Any, Final
 from prometheus_client import Counter
 
 from api.bridge import BridgeUnavailable
+from api.deps import in_session
 from pipeline.db.cases import mark_label_sent, unsent_case_labels
 from pipeline.db.engine import DatabaseError
 from pipeline.records import Label
@@ -34,11 +35,6 @@ RELAY_INTERVAL_SECONDS: Final = 30.0
 RELAY_GRACE_SECONDS: Final = 10.0
 
 
-def _in_session(sessions: Any, fn: Any, **kwargs: Any) -> Any:
-    with sessions() as session:
-        return fn(session=session, **kwargs)
-
-
 async def send_case_label(state: Any, case_id: int, label: Label) -> bool:
     """Produce a resolved case's label and mark it sent; False (logged) when it stays to be sent."""
     try:
@@ -53,7 +49,7 @@ async def send_case_label(state: Any, case_id: int, label: Label) -> bool:
         return False
     CASE_LABELS.labels("sent").inc()
     try:
-        await asyncio.to_thread(_in_session, state.sessions, mark_label_sent, case_id=case_id)
+        await in_session(state.sessions, mark_label_sent, case_id=case_id)
     except DatabaseError as e:  # sent but not marked: the relay sends the same label again, which is harmless
         log.warning("label of case %d sent but not marked: %s", case_id, e)
     return True
@@ -80,7 +76,7 @@ class CaseLabelRelay:
     async def send_pending(self) -> int:
         """One pass: send every unsent label resolved more than `grace_s` ago; returns how many were sent."""
         before = datetime.now(UTC) - timedelta(seconds=self.grace_s)
-        pending = await asyncio.to_thread(_in_session, self.state.sessions, unsent_case_labels, resolved_before=before)
+        pending = await in_session(self.state.sessions, unsent_case_labels, resolved_before=before)
         sent = 0
         for case_id, label in pending:
             if not await send_case_label(self.state, case_id, label):

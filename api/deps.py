@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 
@@ -13,6 +15,8 @@ from api.deadline import Deadline
 from api.errors import Unauthorized, UnsupportedMediaType
 from api.readiness import ReadinessCheck
 from pipeline.settings import Settings
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -24,6 +28,17 @@ class GatewayState:
     readiness: ReadinessCheck
     #: SQLAlchemy sessionmaker for the read API (verdicts from the database).
     sessions: Any = None
+
+
+async def in_session(sessions: Any, fn: Callable[..., T], /, **kwargs: Any) -> T:
+    """A blocking repository call `fn(session=..., **kwargs)` in a worker thread with a session of its own,
+    so the event loop never waits on the database. Callers map the domain errors to their answers."""
+
+    def call() -> T:
+        with sessions() as session:
+            return fn(session=session, **kwargs)
+
+    return await asyncio.to_thread(call)
 
 
 # `async def`, both: FastAPI runs a plain `def` dependency in its thread pool, two thread hops per request

@@ -8,7 +8,6 @@ and answers with a redirect to the case (post/redirect/get: a reload never posts
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Path, Query, Request
@@ -20,7 +19,7 @@ from api.console.guard import Admin, Analyst, Console, FormAnalyst
 from api.console.sessions import CONSOLE_PATH
 from api.console.templating import render
 from api.console.views import NO_FEATURES_NOTE, QueueFilters, case_view, sla_class
-from api.deps import GatewayState, State
+from api.deps import GatewayState, State, in_session
 from pipeline.cases import NOTE_MAX_CHARS, PRIORITY_MAX, CaseConflict, CaseNotFound, CaseState, Resolution
 from pipeline.db.cases import (
     adjacent_cases,
@@ -49,12 +48,8 @@ class PageProblem(Exception):
 
 
 async def _in_db(gateway: GatewayState, fn: Any, /, **kwargs: Any) -> Any:
-    def call() -> Any:
-        with gateway.sessions() as session:
-            return fn(session=session, **kwargs)
-
     try:
-        return await asyncio.to_thread(call)
+        return await in_session(gateway.sessions, fn, **kwargs)
     except CaseNotFound as e:
         raise PageProblem(404, str(e)) from None
     except CaseConflict as e:

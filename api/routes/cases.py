@@ -7,7 +7,6 @@ the `labels` topic, so an analyst's decision reaches the card and merchant fraud
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -15,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.case_labels import send_case_label
-from api.deps import Actor, Authorized, GatewayState, JsonBody, State
+from api.deps import Actor, Authorized, GatewayState, JsonBody, State, in_session
 from api.errors import Conflict, NotFound, ServiceUnavailable
 from api.payloads import ErrorBody, request_body
 from api.routes.verdicts import champion_only
@@ -55,13 +54,8 @@ RESOLVE_REQUEST_BODY = request_body(ResolveRequest)
 
 async def _in_db(gateway: GatewayState, fn: Any, /, **kwargs: Any) -> Any:
     """A repository call in a thread; domain errors become HTTP answers."""
-
-    def call() -> Any:
-        with gateway.sessions() as session:
-            return fn(session=session, **kwargs)
-
     try:
-        return await asyncio.to_thread(call)
+        return await in_session(gateway.sessions, fn, **kwargs)
     except CaseNotFound as e:
         raise NotFound(str(e)) from None
     except CaseConflict as e:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.exceptions import RequestValidationError
 
-from api.deps import Authorized, State
+from api.deps import Authorized, State, in_session
 from api.errors import NotFound, ServiceUnavailable
 from api.payloads import ErrorBody
 from pipeline.db.engine import DatabaseError
@@ -17,11 +16,6 @@ from pipeline.db.repository import get_verdict, list_verdicts
 from pipeline.records import ID_PATTERN, TRANSACTION_ID_PATTERN, Verdict
 
 router = APIRouter(prefix="/v1", tags=["verdicts"], dependencies=[Authorized])
-
-
-def _read(state: Any, fn: Any, **kwargs: Any) -> Any:
-    with state.sessions() as session:
-        return fn(session=session, **kwargs)
 
 
 def champion_only(verdict: Verdict) -> Verdict:
@@ -33,7 +27,7 @@ def champion_only(verdict: Verdict) -> Verdict:
 async def lookup_verdict(state: Any, transaction_id: str) -> Verdict | None:
     """The stored verdict, read in a thread so the event loop keeps serving."""
     try:
-        result: Verdict | None = await asyncio.to_thread(_read, state, get_verdict, transaction_id=transaction_id)
+        result: Verdict | None = await in_session(state.sessions, get_verdict, transaction_id=transaction_id)
     except DatabaseError as e:
         raise ServiceUnavailable(f"the verdict database is unavailable: {e}") from None
     return None if result is None else champion_only(result)
@@ -84,8 +78,8 @@ async def search_verdicts(
                 [{"loc": ("query", "since"), "msg": "since is out of range", "type": "value_error"}]
             ) from None
     try:
-        found: list[Verdict] = await asyncio.to_thread(
-            _read, state, list_verdicts, card_id=card_id, since=since, limit=limit
+        found: list[Verdict] = await in_session(
+            state.sessions, list_verdicts, card_id=card_id, since=since, limit=limit
         )
     except DatabaseError as e:
         raise ServiceUnavailable(f"the verdict database is unavailable: {e}") from None
