@@ -156,6 +156,7 @@ def build_topology(app: faust.App, settings: Settings) -> Topology:
     entity_in = GuardedTopic(kafka.entity_topic, "entity", positions)
     join_in = GuardedTopic(kafka.partials_topic, "join", positions)
     guarded = {g.topic: g for g in (card_in, label_in, entity_in, join_in)}
+    faust_internals.commit_only_acked(app, guarded)  # each stage acks exactly what it finished
 
     pacer = faust_internals.FetchPacer(app, worker.fetch_max_wait_ms)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -30,6 +31,7 @@ USED = {
         "on_buffer_drop",
         "_buffered_partitions",
     ),
+    "faust.transport.consumer.Consumer": ("_add_gap",),
     "faust.streams.Stream": ("_enable_passive", "_processors"),
     "aiokafka.AIOKafkaConsumer": ("_fetch_max_wait_ms", "_fetcher"),
     "aiokafka.consumer.fetcher.Fetcher": ("_fetch_max_wait_ms",),
@@ -60,6 +62,38 @@ def set_consumer_fetch_wait(app: Any, fetch_max_wait_ms: int) -> None:
     create_worker_consumer.__wrapped__ = original  # type: ignore[attr-defined]
     create_worker_consumer._riskstream_fetch_wait = fetch_max_wait_ms  # type: ignore[attr-defined]
     AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+
+
+#: Per app, the topics whose commits must be exactly the acked prefix (see `commit_only_acked`).
+_CONTIGUOUS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def commit_only_acked(app: Any, topics: Iterable[str]) -> None:
+    """Faust commits no offset of these topics that was not acked: it keeps no "gaps" for them.
+
+    Faust takes a jump in the offsets it is handed for records compacted away, notes the missing offsets
+    as a gap and counts them as acked when it computes what to commit (`Consumer._new_offset`). Our stages
+    handle every offset of their topics themselves (`pipeline.admission`): a jump there is records still to
+    come or already in hand, never records that do not exist. Faust's own seek to the committed offset
+    after a rebalance moved its read offset back while the stages had handled records past it, so the next
+    record made a gap over records still held (a join's card partials waiting for their entity partials):
+    the commit passed them, and after the next rebalance the join waited forever for the card partials
+    of 312 transactions (a worker joining and leaving, `test_reliability`).
+    """
+    from faust.transport.consumer import Consumer
+
+    _CONTIGUOUS[app] = frozenset(topics)
+    if getattr(Consumer._add_gap, "_riskstream", False):
+        return
+    original = Consumer._add_gap
+
+    async def add_gap(self: Any, tp: TP, offset_from: int, offset_to: int) -> None:
+        if tp.topic in _CONTIGUOUS.get(self.app, ()):
+            return
+        await original(self, tp, offset_from, offset_to)
+
+    add_gap._riskstream = True  # type: ignore[attr-defined]
+    Consumer._add_gap = add_gap  # type: ignore[method-assign]
 
 
 async def committed_offset(app: Any, tp: TP) -> int:
