@@ -13,6 +13,11 @@ A record behind it was already handled and is dropped; a record ahead of it mean
 the stage seeks back and drops that partition's records until the missing one arrives, seeking again
 every second until it does (the stale hand-over can undo a seek). A record of a partition this worker
 does not own (a stale hand-over after the partition moved) is dropped: its owner handles it.
+
+Not every offset holds a record: a producer writing in Kafka transactions leaves a control marker after
+each commit (and an aborted transaction's records are not handed over, `read_committed`). Before seeking
+back, the stage asks the broker for the first record at or after the offset it expects; offsets before it
+are a hole, skipped (and Faust may commit past them), not records to wait for.
 """
 
 from __future__ import annotations
@@ -75,9 +80,20 @@ class Positions(Protocol):
 
     def assignment(self) -> set[TP]: ...
 
+    async def next_record(self, tp: TP, offset: int) -> int | None:
+        """The offset of the first record at or after `offset` that a consumer is handed (or may be: an open
+        transaction's first offset); None when there is none before the log end."""
+        ...
+
+    async def skip(self, tp: TP, first: int, last: int) -> None:
+        """Offsets `first..last` hold no record: commits may pass them."""
+        ...
+
 
 #: How long a log-end request may take before the sources it asks about count as lagging.
 ENDS_TIMEOUT_SECONDS = 2.0
+#: How long asking for the next record may take (a fetch of its own); unanswered, the stage seeks back.
+PROBE_TIMEOUT_SECONDS = 5.0
 
 
 class FaustPositions:
@@ -89,6 +105,8 @@ class FaustPositions:
         self._bootstrap = bootstrap
         self._ends_client: AIOKafkaConsumer | None = None
         self._ends_lock = asyncio.Lock()
+        self._probe_client: AIOKafkaConsumer | None = None
+        self._probe_lock = asyncio.Lock()
 
     async def start_offset(self, tp: TP) -> int:
         return await faust_internals.committed_offset(self._app, tp)
@@ -127,10 +145,45 @@ class FaustPositions:
         )
         return {TP(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
 
+    async def next_record(self, tp: TP, offset: int) -> int | None:
+        """Fetched from `offset` on a consumer of its own (group-less, `read_committed` as the worker's):
+        aiokafka steps over control markers and aborted records, so the first record it hands over, or its
+        position reaching the log end with none, answers. Rare: only where a stage saw offsets jump."""
+        async with self._probe_lock:
+            if self._probe_client is None:
+                client = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
+                                          isolation_level="read_committed", fetch_max_wait_ms=50)  # fmt: skip
+                await client.start()
+                self._probe_client = client
+            first, stable = await asyncio.wait_for(_first_from(self._probe_client, tp, offset), PROBE_TIMEOUT_SECONDS)
+        if first is not None:
+            return first
+        # Nothing up to the last stable offset; past it, an open transaction may still commit records there.
+        end = (await self.end_offsets([tp]))[tp]
+        return None if stable >= end else stable
+
+    async def skip(self, tp: TP, first: int, last: int) -> None:
+        await faust_internals.skip_in_commits(self._app, tp, first, last)
+
     async def close(self) -> None:
-        if self._ends_client is not None:
-            await self._ends_client.stop()
-            self._ends_client = None
+        for client in (self._ends_client, self._probe_client):
+            if client is not None:
+                await client.stop()
+        self._ends_client = self._probe_client = None
+
+
+async def _first_from(client: AIOKafkaConsumer, tp: TP, offset: int) -> tuple[int | None, int]:
+    """(the first record's offset at or after `offset`, or None; the last stable offset it looked up to)."""
+    ktp = TopicPartition(tp.topic, tp.partition)
+    client.assign([ktp])
+    client.seek(ktp, offset)
+    stable = (await client.end_offsets([ktp]))[ktp]  # read_committed: the last stable offset
+    while offset < stable:
+        for records in (await client.getmany(ktp, timeout_ms=100, max_records=1)).values():
+            if records:
+                return int(records[0].offset), stable
+        offset = await client.position(ktp)
+    return None, stable
 
 
 class GuardedTopic:
@@ -154,6 +207,8 @@ class GuardedTopic:
         self._unprimed: set[int] = set()
         #: Per partition, the next offset expected when last looked at, and since when (see `unstick`).
         self._still: dict[int, tuple[int, float]] = {}
+        #: Per partition, when the broker was last asked for the next record (at most once per reseek period).
+        self._probed: dict[int, float] = {}
 
     async def admit(self, events: Sequence[Any]) -> list[Any]:
         """The events to handle now, each partition's in offset order and once."""
@@ -168,6 +223,8 @@ class GuardedTopic:
                 self._drop("unprimed")
                 continue
             verdict = self.guard.check(partition, offset)
+            if verdict == "gap" and await self._over_a_hole(partition, offset):
+                verdict = self.guard.check(partition, offset)
             if verdict == "process":
                 self._seeking.pop(partition, None)
                 out.append(event)
@@ -213,6 +270,9 @@ class GuardedTopic:
             if last is None or last[0] != expected:
                 self._still[partition] = (expected, now)
             elif now - last[1] >= STALL_SECONDS:
+                if await self._tail_is_a_hole(partition, expected, end):
+                    self._still.pop(partition, None)
+                    continue
                 log.warning(
                     "%s partition %d delivered nothing for %.0f s with records left (next offset %d, end %d): "
                     "seeking back", self.topic, partition, now - last[1], expected, end,
@@ -227,6 +287,46 @@ class GuardedTopic:
         self._seeking.pop(partition, None)
         self._unprimed.discard(partition)
         self._still.pop(partition, None)
+        self._probed.pop(partition, None)
+
+    async def _over_a_hole(self, partition: int, offset: int) -> bool:
+        """Whether the offsets from the expected one up to a record before or at `offset` hold no record:
+        then they are skipped and the expected offset moves on. Asked of the broker at most once per reseek
+        period while seeking (a stale hand-over delivers many records past a real gap)."""
+        expected = self.guard.expected(partition)
+        now = self._clock()
+        last = self._probed.get(partition)
+        if expected is None or (partition in self._seeking and last is not None and now - last < RESEEK_SECONDS):
+            return False
+        self._probed[partition] = now
+        first = await self._next_record(partition, expected)
+        if first is None or not expected < first <= offset:
+            return False
+        await self._skip(partition, expected, first)
+        return True
+
+    async def _tail_is_a_hole(self, partition: int, expected: int, end: int) -> bool:
+        """Whether nothing is left to hand over before `end` (the last offsets are transaction markers): then
+        the stage expects `end` next."""
+        if await self._next_record(partition, expected) is not None:
+            return False
+        await self._skip(partition, expected, end)
+        return True
+
+    async def _next_record(self, partition: int, offset: int) -> int | None:
+        try:
+            return await self._positions.next_record(TP(self.topic, partition), offset)
+        except Exception as e:  # broker away, partition moving: taken as "records are missing", seek back
+            log.warning("cannot ask for the next record of %s partition %d: %r", self.topic, partition, e)
+            return offset
+
+    async def _skip(self, partition: int, expected: int, first: int) -> None:
+        """Offsets `expected..first - 1` hold no record: expect `first`, and let commits pass the hole."""
+        log.debug("%s partition %d: offsets %d..%d hold no record (transaction markers)", self.topic, partition,
+                  expected, first - 1)  # fmt: skip
+        self.guard.prime(partition, first)
+        self._seeking.pop(partition, None)
+        await self._positions.skip(TP(self.topic, partition), expected, first - 1)
 
     async def _prime(self, partition: int) -> bool:
         tp = TP(self.topic, partition)

@@ -10,7 +10,7 @@ from typing import Any
 
 import faust
 
-from pipeline.faust_internals import set_consumer_fetch_wait
+from pipeline.faust_internals import configure_worker_consumer
 from pipeline.logs import logging_config
 from pipeline.settings import Settings
 
@@ -54,5 +54,5 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
     }
     options.update(overrides)
     app = faust.App(worker.app_id, **options)
-    set_consumer_fetch_wait(app, worker.fetch_max_wait_ms)
+    configure_worker_consumer(app, worker.fetch_max_wait_ms)
     return app

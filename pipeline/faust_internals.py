@@ -33,13 +33,16 @@ USED = {
     ),
     "faust.transport.consumer.Consumer": ("_add_gap",),
     "faust.streams.Stream": ("_enable_passive", "_processors"),
-    "aiokafka.AIOKafkaConsumer": ("_fetch_max_wait_ms", "_fetcher"),
+    "aiokafka.AIOKafkaConsumer": ("_fetch_max_wait_ms", "_fetcher", "_isolation_level"),
     "aiokafka.consumer.fetcher.Fetcher": ("_fetch_max_wait_ms",),
 }
 
 
-def set_consumer_fetch_wait(app: Any, fetch_max_wait_ms: int) -> None:
-    """Faust builds its aiokafka consumer with `fetch_max_wait_ms=1500` and no setting to change it.
+def configure_worker_consumer(app: Any, fetch_max_wait_ms: int) -> None:
+    """The worker's aiokafka consumer: a short fetch wait, and only committed records of producers' Kafka
+    transactions (`read_committed`). Faust has no setting for either.
+
+    Faust builds its aiokafka consumer with `fetch_max_wait_ms=1500`.
 
     aiokafka keeps one fetch in flight per broker, without the partitions whose records it is still
     handing over; a record arriving on such a partition waits until the in-flight fetch returns, that is,
@@ -57,6 +60,9 @@ def set_consumer_fetch_wait(app: Any, fetch_max_wait_ms: int) -> None:
         consumer = original(self, transport)
         if self.app is app:
             consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read by start(), when the Fetcher is built
+            # A payment system producing in Kafka transactions: what it aborted never happened (no verdict),
+            # what it has not committed yet is not read. No effect on topics written without transactions.
+            consumer._isolation_level = "read_committed"
         return consumer
 
     create_worker_consumer.__wrapped__ = original  # type: ignore[attr-defined]
@@ -93,7 +99,18 @@ def commit_only_acked(app: Any, topics: Iterable[str]) -> None:
         await original(self, tp, offset_from, offset_to)
 
     add_gap._riskstream = True  # type: ignore[attr-defined]
+    add_gap.__wrapped__ = original  # type: ignore[attr-defined]
     Consumer._add_gap = add_gap  # type: ignore[method-assign]
+
+
+async def skip_in_commits(app: Any, tp: TP, first: int, last: int) -> None:
+    """Offsets `first..last` hold no record any consumer is handed (the control markers of a producer's
+    transactions, an aborted transaction's records): Faust may commit past them once the records around them
+    are acked. Only a stage that has checked with the broker says so (`pipeline.admission`)."""
+    from faust.transport.consumer import Consumer
+
+    add_gap = getattr(Consumer._add_gap, "__wrapped__", Consumer._add_gap)
+    await add_gap(app.consumer, tp, first, last)
 
 
 async def committed_offset(app: Any, tp: TP) -> int:
@@ -223,7 +240,7 @@ class FetchPacer:
 
     A fetch with `fetch.min.bytes` 1 returns as soon as data lands on any partition in it, so a long wait
     costs nothing then; it costs latency only for a partition left out of the fetch in flight because its
-    records were still being handed over (see `set_consumer_fetch_wait`), which happens under traffic. So
+    records were still being handed over (see `configure_worker_consumer`), which happens under traffic. So
     the short wait holds while records come and for `idle_after` seconds after; then the wait grows to
     `idle_ms`, and an idle worker sends a couple of fetches a second instead of a hundred. The first batch
     after a quiet spell sets the short wait back (the fetch in flight was already answered by its data).

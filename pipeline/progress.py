@@ -42,6 +42,11 @@ __all__ = ["NOTHING_MS", "BatchProgress", "Marker", "Offsets", "SourceProgress"]
 
 #: (source, forwarded_ms, caught_up, as_of_ms): as_of_ms is when "caught up" was checked against the broker.
 Marker = tuple[int, int, bool, int]
+#: A source this close to its log end may be caught up all the same: the last offsets may hold no record (the
+#: control markers of a producer's Kafka transactions); the broker is asked (`Offsets.next_record`).
+TAIL_HOLE_MAX = 64
+#: ... once the source's handled offset has stood still for this long (live traffic: not asked).
+TAIL_QUIET_SECONDS = 0.5
 
 
 def now_ms() -> int:
@@ -61,6 +66,10 @@ class Offsets(Protocol):
 
     async def end_offsets(self, tps: Sequence[TP]) -> Mapping[TP, int]:
         """The log end offsets, asked of the broker now."""
+        ...
+
+    async def next_record(self, tp: TP, offset: int) -> int | None:
+        """The offset of the first record at or after `offset` a consumer is handed; None when none is."""
         ...
 
 
@@ -84,6 +93,10 @@ class SourceProgress:
         self._settled: dict[int, int] = {}
         #: Per source, the entity partitions whose last marker from it said "lagging".
         self._held: dict[int, set[int]] = {}
+        #: Per source, the last (from, end) asked about and the answer: "no record in between" or not.
+        self._tail_answers: dict[int, tuple[tuple[int, int], bool]] = {}
+        #: Per source, since when its handled offset has not moved (`TAIL_QUIET_SECONDS`).
+        self._moved_at: dict[int, float] = {}
         #: Sources this worker does not read now (flow control, `pipeline.alignment`). Never caught up: the
         #: consumer stops fetching a paused partition, so its log end goes stale and "handled up to the end"
         #: would promise the merge that records produced since then do not exist (a crash-recovery run
@@ -148,9 +161,11 @@ class SourceProgress:
 
     def note(self, progress: BatchProgress) -> None:
         """A batch's records are queued: its progress may now be promised by any marker (the heartbeat's)."""
+        moved_at = time.monotonic()
         for s, offset in progress.offsets.items():
             if offset > self._handled.get(s, -1):
                 self._handled[s] = offset
+                self._moved_at[s] = moved_at
         for s, ms in progress.forwarded_ms.items():
             self._forwarded_ms[s] = max(ms, self._forwarded_ms.get(s, ms))
 
@@ -177,6 +192,8 @@ class SourceProgress:
         self._handled.pop(source, None)
         self._forwarded_ms.pop(source, None)
         self._settled.pop(source, None)
+        self._tail_answers.pop(source, None)
+        self._moved_at.pop(source, None)
 
     def _may_be_caught_up(self, source: int, handled: int | None) -> bool:
         """False when the consumer's view alone proves the source lags (the log end only grows)."""
@@ -188,7 +205,15 @@ class SourceProgress:
             return False
         if highwater is None:
             return False
-        return handled is None or handled + 1 >= highwater
+        if handled is None or handled + 1 >= highwater:
+            return True
+        # Short of the end by a few offsets and standing still: maybe nothing left but transaction markers.
+        return self._still(source) and highwater - handled - 1 <= TAIL_HOLE_MAX
+
+    def _still(self, source: int) -> bool:
+        """Whether the source's handled offset has not moved for `TAIL_QUIET_SECONDS` (live traffic moves it:
+        the broker is then never asked about holes on the card stage's path)."""
+        return time.monotonic() - self._moved_at.get(source, 0.0) >= TAIL_QUIET_SECONDS
 
     async def _log_ends(self, sources: Sequence[int]) -> dict[int, int]:
         """Each source's log end from the broker; none when it cannot be asked (lagging is the safe answer)."""
@@ -203,7 +228,7 @@ class SourceProgress:
 
     async def _caught_up(self, source: int, handled: int | None, end: int) -> bool:
         if handled is not None:
-            return handled + 1 >= end
+            return handled + 1 >= end or (self._still(source) and await self._nothing_left(source, handled + 1, end))
         # Nothing handled here since this worker got the partition: caught up only if the group's commit is
         # at the log end (a partition handed over already done; without this it held every merge forever).
         if self._settled.get(source) == end:
@@ -212,7 +237,23 @@ class SourceProgress:
             committed = await self._offsets.start_offset(self._source_tp(source))
         except Exception:  # coordinator moving, broker away: lagging is the safe answer, asked again next time
             return False
-        if committed >= end:
+        if committed >= end or await self._nothing_left(source, committed, end):
             self._settled[source] = end
             return True
         return False
+
+    async def _nothing_left(self, source: int, start: int, end: int) -> bool:
+        """Whether offsets `start..end - 1` hold no record (transaction markers): asked of the broker once per
+        (start, end), which the log never changes below its end."""
+        if end - start > TAIL_HOLE_MAX:
+            return False
+        answer = self._tail_answers.get(source)
+        if answer is not None and answer[0] == (start, end):
+            return answer[1]
+        try:
+            first = await self._offsets.next_record(self._source_tp(source), start)
+        except Exception:  # broker away: lagging is the safe answer, asked again next time
+            return False
+        empty = first is None or first >= end
+        self._tail_answers[source] = ((start, end), empty)
+        return empty

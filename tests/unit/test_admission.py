@@ -33,11 +33,26 @@ class FakeConsumer:
             raise ConnectionError("coordinator not available")
         return self.committed.get(tp.partition, self.log_start)
 
+    #: Per partition, offsets that hold no record (a producer's transaction markers), and the log ends.
+    holes: dict[int, set[int]] = field(default_factory=dict)
+    ends: dict[int, int] = field(default_factory=dict)
+    skips: list[tuple[int, int, int]] = field(default_factory=list)
+    probes: int = 0
+
     async def seek(self, tp: TP, offset: int) -> None:
         self.seeks.append((tp.partition, offset))
 
     def assignment(self) -> set[TP]:
         return {TP(TOPIC, p) for p in self.assigned}
+
+    async def next_record(self, tp: TP, offset: int) -> int | None:
+        self.probes += 1
+        while offset in self.holes.get(tp.partition, set()):
+            offset += 1
+        return None if offset >= self.ends.get(tp.partition, 1 << 62) else offset
+
+    async def skip(self, tp: TP, first: int, last: int) -> None:
+        self.skips.append((tp.partition, first, last))
 
 
 class Clock:
@@ -161,3 +176,52 @@ async def test_a_partition_whose_last_records_never_arrive_is_sought_back() -> N
     clock.now += STALL_SECONDS
     await topic.unstick(highwater, held=set())
     assert consumer.seeks == [(0, 11)]
+
+
+async def test_offsets_that_hold_no_record_are_skipped_not_sought_back_forever() -> None:
+    # A producer writing in Kafka transactions: a commit marker after each transaction takes an offset that
+    # no consumer is handed. Before, the stage sought back to it forever and scored nothing more.
+    consumer = FakeConsumer(holes={0: {3, 7, 8}})
+    source = GuardedTopic(TOPIC, "card", consumer)
+    delivered = [0, 1, 2, 4, 5, 6, 9]
+    assert offsets(await source.admit([event(0, o) for o in delivered])) == [(0, o) for o in delivered]
+    assert consumer.seeks == []
+    assert consumer.skips == [(0, 3, 3), (0, 7, 8)]  # Faust may commit past them
+
+
+async def test_records_really_skipped_are_still_sought_back() -> None:
+    consumer = FakeConsumer(holes={0: {3}})
+    source = GuardedTopic(TOPIC, "card", consumer)
+    # 4 arrives before 1, 2 (a stale hand-over): 1 holds a record, so the stage seeks back to it.
+    assert offsets(await source.admit([event(0, 0), event(0, 4)])) == [(0, 0)]
+    assert consumer.seeks == [(0, 1)] and consumer.skips == []
+    assert offsets(await source.admit([event(0, o) for o in (1, 2, 4)])) == [(0, 1), (0, 2), (0, 4)]
+    assert consumer.skips == [(0, 3, 3)]
+
+
+async def test_a_partition_ending_in_transaction_markers_is_not_sought_back() -> None:
+    clock = Clock()
+    consumer = FakeConsumer(holes={0: {5, 6}}, ends={0: 7})
+    topic = GuardedTopic(TOPIC, "card", consumer, clock=clock)
+    assert len(await topic.admit([event(0, o) for o in range(5)])) == 5
+    await topic.unstick(lambda tp: 7, held=set())
+    clock.now += 10.0
+    await topic.unstick(lambda tp: 7, held=set())
+    assert consumer.seeks == [] and consumer.skips == [(0, 5, 6)]
+    assert topic.guard.expected(0) == 7
+    clock.now += 10.0
+    await topic.unstick(lambda tp: 7, held=set())
+    assert consumer.probes == 1  # nothing left to wait for: not asked again
+
+
+@settings(max_examples=200, deadline=None)
+@given(committed=st.integers(0, 10), holes=st.sets(st.integers(0, 40), max_size=15))
+async def test_every_record_around_holes_is_handled_once_in_order_without_a_seek(
+    committed: int, holes: set[int]
+) -> None:
+    consumer = FakeConsumer(committed={0: committed}, holes={0: holes})
+    source = GuardedTopic(TOPIC, "card", consumer)
+    existing = [o for o in range(committed, 41) if o not in holes]
+    handled = offsets(await source.admit([event(0, o) for o in existing]))
+    assert handled == [(0, o) for o in existing]
+    assert consumer.seeks == []

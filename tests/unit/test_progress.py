@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import pytest
 from faust.types import TP
 
+from pipeline import progress as progress_module
 from pipeline.progress import NOTHING_MS, BatchProgress, SourceProgress, now_ms
 from pipeline.wire import RawRecord
 
@@ -25,6 +27,9 @@ class FakeOffsets:
     failing: bool = False
     commit_reads: int = 0
     end_reads: int = 0
+    #: Per partition, offsets that hold no record (a producer's transaction markers).
+    holes: dict[int, set[int]] = field(default_factory=dict)
+    probes: int = 0
 
     def highwater(self, tp: TP) -> int | None:
         if tp.partition not in self.highwaters:
@@ -42,6 +47,13 @@ class FakeOffsets:
         if self.failing:
             raise ConnectionError("broker not available")
         return {tp: self.broker_ends.get(tp.partition, self.highwaters[tp.partition]) for tp in tps}
+
+    async def next_record(self, tp: TP, offset: int) -> int | None:
+        self.probes += 1
+        while offset in self.holes.get(tp.partition, set()):
+            offset += 1
+        end = self.broker_ends.get(tp.partition, self.highwaters[tp.partition])
+        return None if offset >= end else offset
 
 
 async def marks(
@@ -165,3 +177,32 @@ async def test_a_source_the_consumer_sees_behind_is_lagging_without_asking_the_b
     progress.note(SourceProgress.of_batch(records(0, 5), {0: 1_000}, first_source=0))
     assert await marks(progress, [0]) == [(0, 1_000, False)]
     assert offsets.end_reads == 0
+
+
+async def test_a_source_ending_in_transaction_markers_is_caught_up_once_it_stands_still(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Handled up to 9; offsets 10 and 11 are the commit markers of a producer's Kafka transactions. Before, the
+    # source lagged for ever and held every merge: no new transaction was released.
+    offsets = FakeOffsets(highwaters={0: 12}, holes={0: {10, 11}})
+    progress = progress_of(offsets)
+    progress.note(SourceProgress.of_batch(records(0, 9), {0: 1_000}, first_source=0))
+    assert await marks(progress, [0]) == [(0, 1_000, False)]  # just moved: not asked (live traffic)
+    assert offsets.probes == 0
+    monkeypatch.setattr(progress_module, "TAIL_QUIET_SECONDS", 0.0)
+    for _ in range(3):
+        assert await marks(progress, [0]) == [(0, 1_000, True)]
+    assert offsets.probes == 1  # once per (handled, end)
+    offsets.highwaters[0] = 13  # a new transaction's record at 12
+    assert await marks(progress, [0]) == [(0, 1_000, False)]
+
+
+async def test_a_source_with_records_left_is_not_caught_up_however_still(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progress_module, "TAIL_QUIET_SECONDS", 0.0)
+    offsets = FakeOffsets(highwaters={0: 12}, holes={0: {10}})
+    progress = progress_of(offsets)
+    progress.note(SourceProgress.of_batch(records(0, 9), {0: 1_000}, first_source=0))
+    assert await marks(progress, [0]) == [(0, 1_000, False)]  # 11 holds a record
+    offsets.committed[1], offsets.highwaters[1] = 40, 41  # handed over: nothing handled here, 40 a marker
+    offsets.holes[1] = {40}
+    assert (await marks(progress, [1]))[0][2] is True
