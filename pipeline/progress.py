@@ -210,6 +210,13 @@ class SourceProgress:
         # Short of the end by a few offsets and standing still: maybe nothing left but transaction markers.
         return self._still(source) and highwater - handled - 1 <= TAIL_HOLE_MAX
 
+    def _fetched_to(self, source: int, end: int) -> bool:
+        try:
+            highwater = self._offsets.highwater(self._source_tp(source))
+        except AssertionError:  # not assigned any more
+            return False
+        return highwater is not None and highwater >= end
+
     def _still(self, source: int) -> bool:
         """Whether the source's handled offset has not moved for `TAIL_QUIET_SECONDS` (live traffic moves it:
         the broker is then never asked about holes on the card stage's path)."""
@@ -228,7 +235,15 @@ class SourceProgress:
 
     async def _caught_up(self, source: int, handled: int | None, end: int) -> bool:
         if handled is not None:
-            return handled + 1 >= end or (self._still(source) and await self._nothing_left(source, handled + 1, end))
+            if handled + 1 >= end:
+                return True
+            # A record produced since the consumer's last fetch is not asked about (live traffic): only a tail
+            # the consumer has fetched past and handed nothing of.
+            return (
+                self._still(source)
+                and self._fetched_to(source, end)
+                and await self._nothing_left(source, handled + 1, end)
+            )
         # Nothing handled here since this worker got the partition: caught up only if the group's commit is
         # at the log end (a partition handed over already done; without this it held every merge forever).
         if self._settled.get(source) == end:

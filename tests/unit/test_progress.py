@@ -206,3 +206,14 @@ async def test_a_source_with_records_left_is_not_caught_up_however_still(monkeyp
     offsets.committed[1], offsets.highwaters[1] = 40, 41  # handed over: nothing handled here, 40 a marker
     offsets.holes[1] = {40}
     assert (await marks(progress, [1]))[0][2] is True
+
+
+async def test_a_record_produced_since_the_last_fetch_is_not_asked_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Live traffic: the broker has a record the consumer has not fetched yet. The source lags, and the card
+    # stage's path never waits for a question to the broker about it.
+    monkeypatch.setattr(progress_module, "TAIL_QUIET_SECONDS", 0.0)
+    offsets = FakeOffsets(highwaters={0: 10}, broker_ends={0: 11})
+    progress = progress_of(offsets)
+    progress.note(SourceProgress.of_batch(records(0, 9), {0: 1_000}, first_source=0))
+    assert await marks(progress, [0]) == [(0, 1_000, False)]
+    assert offsets.probes == 0
