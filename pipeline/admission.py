@@ -280,6 +280,34 @@ class GuardedTopic:
                 self._still.pop(partition, None)
                 self._drop("stalled")
                 await self._seek(partition)
+        await self._start_silent(now, held)
+
+    async def _start_silent(self, now: float, held: set[int]) -> None:
+        """Seek an assigned partition that has delivered no record at all for `STALL_SECONDS` to its commit,
+        when the broker has records there. The checks above need a first record (and the consumer's log end,
+        none before its first fetch): two workers starting together, the second was given partitions with
+        no commit and was never handed their records; every merge then waited for those sources for ever
+        (`test_rules_workers`, 1 run in 4)."""
+        for tp in self._positions.assignment():
+            partition = tp.partition
+            if tp.topic != self.topic or partition in held or self.guard.expected(partition) is not None:
+                continue
+            last = self._still.get(partition)
+            if last is None or last[0] != -1:
+                self._still[partition] = (-1, now)
+                continue
+            if now - last[1] < STALL_SECONDS:
+                continue
+            self._still.pop(partition, None)
+            if not await self._prime(partition):
+                continue
+            expected = self.guard.expected(partition)
+            if expected is None or await self._next_record(partition, expected) is None:
+                continue  # nothing to read yet: the records, when they come, start at the commit
+            log.warning("%s partition %d delivered nothing for %.0f s since it was assigned (next offset %d): "
+                        "seeking", self.topic, partition, now - last[1], expected)  # fmt: skip
+            self._drop("stalled")
+            await self._seek(partition)
 
     def forget(self, partition: int) -> None:
         """A revoked partition: its next owner (maybe this worker again) starts from the commit."""

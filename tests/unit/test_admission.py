@@ -201,7 +201,7 @@ async def test_records_really_skipped_are_still_sought_back() -> None:
 
 async def test_a_partition_ending_in_transaction_markers_is_not_sought_back() -> None:
     clock = Clock()
-    consumer = FakeConsumer(holes={0: {5, 6}}, ends={0: 7})
+    consumer = FakeConsumer(holes={0: {5, 6}}, ends={0: 7}, assigned={0})
     topic = GuardedTopic(TOPIC, "card", consumer, clock=clock)
     assert len(await topic.admit([event(0, o) for o in range(5)])) == 5
     await topic.unstick(lambda tp: 7, held=set())
@@ -225,3 +225,16 @@ async def test_every_record_around_holes_is_handled_once_in_order_without_a_seek
     handled = offsets(await source.admit([event(0, o) for o in existing]))
     assert handled == [(0, o) for o in existing]
     assert consumer.seeks == []
+
+
+async def test_an_assigned_partition_that_never_delivers_is_sought_to_its_commit() -> None:
+    # Two workers starting together: the second was given partitions with no commit and never handed their
+    # records; nothing had primed them, so nothing noticed, and every merge waited for them for ever.
+    clock = Clock()
+    consumer = FakeConsumer(committed={0: 4}, assigned={0, 1}, ends={0: 9, 1: 0})
+    topic = GuardedTopic(TOPIC, "card", consumer, clock=clock)
+    await topic.unstick(lambda tp: None, held=set())
+    clock.now += 10.0
+    await topic.unstick(lambda tp: None, held=set())
+    assert consumer.seeks == [(0, 4)]  # partition 1 has no record: nothing to seek
+    assert offsets(await topic.admit([event(0, 4), event(0, 5)])) == [(0, 4), (0, 5)]
